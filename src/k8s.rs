@@ -1,0 +1,50 @@
+//! Small helpers over kube's errors, shared by showroom's cluster code and the
+//! simulation's node agent.
+
+use kube::api::{Api, PostParams};
+use serde::{Serialize, de::DeserializeOwned};
+use std::fmt::Debug;
+
+fn status(e: &kube::Error) -> Option<&kube::core::Status> {
+    match e {
+        kube::Error::Api(s) => Some(s),
+        _ => None,
+    }
+}
+
+pub fn is_not_found(e: &kube::Error) -> bool {
+    status(e).is_some_and(|s| s.is_not_found())
+}
+
+pub fn is_already_exists(e: &kube::Error) -> bool {
+    status(e).is_some_and(|s| s.is_already_exists())
+}
+
+pub fn is_conflict(e: &kube::Error) -> bool {
+    status(e).is_some_and(|s| s.is_conflict() && !s.is_already_exists())
+}
+
+/// Creates the object unless one of that name exists; either way the step is done.
+/// This is what makes every provisioning step safe to repeat after a crash.
+pub async fn create_if_absent<K>(api: &Api<K>, obj: &K) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + Debug + Serialize + DeserializeOwned,
+{
+    match api.create(&PostParams::default(), obj).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_already_exists(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes the object; one that is already gone counts as deleted.
+pub async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + Debug + DeserializeOwned,
+{
+    match api.delete(name, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

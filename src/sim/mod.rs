@@ -1,0 +1,190 @@
+//! A simulated Kubernetes host cluster: an in-process API server speaking the real
+//! REST protocol, plus a node agent that plays the kubelet and the vcluster CLI.
+//!
+//! It exists so that every test runs showroom's real `kube` client code over HTTP and
+//! so that `showroom dev` needs no cluster. It is not a substitute for a real cluster.
+
+pub mod agent;
+pub mod faults;
+pub mod resources;
+pub mod selector;
+pub mod server;
+pub mod store;
+
+use anyhow::Context;
+use faults::Faults;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use store::Store;
+use tokio::task::JoinHandle;
+
+/// How the simulation behaves.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Run the node agent (Jobs, StatefulSet readiness, stand-in apps).
+    pub agent: bool,
+    /// How long a simulated vcluster takes to become ready after it is scaled up.
+    pub boot_delay: Duration,
+    /// How long a provisioning Job runs before it succeeds or fails.
+    pub job_delay: Duration,
+    /// How often a watch that asked for bookmarks gets one.
+    pub bookmark_interval: Duration,
+    /// Where to write the kubeconfig; a fresh temporary directory when None.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            agent: true,
+            boot_delay: Duration::from_millis(500),
+            job_delay: Duration::from_millis(100),
+            bookmark_interval: Duration::from_secs(5),
+            state_dir: None,
+        }
+    }
+}
+
+/// A running simulation; it shuts down when dropped.
+pub struct SimCluster {
+    pub url: String,
+    pub kubeconfig_path: PathBuf,
+    pub faults: Arc<Faults>,
+    pub store: Arc<Store>,
+    api: Arc<server::SimApi>,
+    tasks: Vec<JoinHandle<()>>,
+    temp_dir: Option<PathBuf>,
+    kubeconfig: Kubeconfig,
+}
+
+impl SimCluster {
+    pub async fn start(opts: SimOptions) -> anyhow::Result<SimCluster> {
+        let store = Store::new();
+        for ns in ["default", "kube-system"] {
+            let rt = store
+                .resource_type(&(String::new(), "v1".into(), "namespaces".into()))
+                .context("namespaces type")?;
+            store
+                .create(&rt, "", json!({"metadata": {"name": ns}}))
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+        }
+        let faults = Arc::new(Faults::default());
+        let (epoch, _) = tokio::sync::watch::channel(0);
+        let api = Arc::new(server::SimApi {
+            store: store.clone(),
+            faults: faults.clone(),
+            watch_epoch: epoch,
+            bookmark_interval: opts.bookmark_interval,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let url = format!("http://{addr}");
+        let router = axum::Router::new()
+            .fallback(server::handle)
+            .with_state(api.clone());
+        let mut tasks = vec![tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        })];
+        let collector = store.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                // Repeat while there is work, but never spin on a stuck finalizer.
+                for _ in 0..20 {
+                    if !collector.collect_once() {
+                        break;
+                    }
+                }
+                tokio::select! {
+                    _ = collector.collect.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }));
+        let (dir, temp_dir) = match &opts.state_dir {
+            Some(d) => (d.clone(), None),
+            None => {
+                let d = std::env::temp_dir().join(format!("showroom-sim-{}-{}", std::process::id(), addr.port()));
+                (d.clone(), Some(d))
+            }
+        };
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let kubeconfig_path = dir.join("kubeconfig");
+        let yaml = kubeconfig_yaml(&url);
+        std::fs::write(&kubeconfig_path, &yaml)
+            .with_context(|| format!("writing {}", kubeconfig_path.display()))?;
+        let kubeconfig = Kubeconfig::from_yaml(&yaml)?;
+        let mut sim = SimCluster {
+            url,
+            kubeconfig_path,
+            faults,
+            store,
+            api,
+            tasks,
+            temp_dir,
+            kubeconfig,
+        };
+        if opts.agent {
+            let client = sim.client().await?;
+            let agent_opts = agent::AgentOptions {
+                boot_delay: opts.boot_delay,
+                job_delay: opts.job_delay,
+            };
+            sim.tasks.push(tokio::spawn(agent::run(client, agent_opts)));
+        }
+        Ok(sim)
+    }
+
+    /// A kube client for the simulation, built from its kubeconfig like any other.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        client_from_kubeconfig(self.kubeconfig.clone()).await
+    }
+
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig_path
+    }
+
+    /// Ends every open watch, as an API server restart or a load balancer would.
+    pub fn drop_watches(&self) {
+        self.api.watch_epoch.send_modify(|e| *e += 1);
+    }
+}
+
+impl Drop for SimCluster {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(d) = &self.temp_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+pub fn kubeconfig_yaml(url: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: showroom-sim
+  cluster:
+    server: {url}
+contexts:
+- name: showroom-sim
+  context:
+    cluster: showroom-sim
+    user: showroom-sim
+current-context: showroom-sim
+users:
+- name: showroom-sim
+  user: {{}}
+"
+    )
+}
+
+pub async fn client_from_kubeconfig(kc: Kubeconfig) -> anyhow::Result<kube::Client> {
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}

@@ -1,0 +1,208 @@
+//! Label and field selectors, parsed the way the API server parses them.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Requirement {
+    Eq(String, String),
+    NotEq(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    NotExists(String),
+}
+
+/// A parsed `labelSelector` (or `fieldSelector`, which uses the `=`/`!=` subset).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selector(Vec<Requirement>);
+
+impl Selector {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut reqs = Vec::new();
+        for part in split_top_level(text) {
+            let part = part.trim();
+            if part.is_empty() {
+                continue;
+            }
+            reqs.push(parse_requirement(part)?);
+        }
+        Ok(Selector(reqs))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Matches a map of labels (or of field values for field selectors).
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.0.iter().all(|r| match r {
+            Requirement::Eq(k, v) => labels.get(k) == Some(v),
+            Requirement::NotEq(k, v) => labels.get(k) != Some(v),
+            Requirement::In(k, vs) => labels.get(k).is_some_and(|x| vs.contains(x)),
+            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|x| !vs.contains(x)),
+            Requirement::Exists(k) => labels.contains_key(k),
+            Requirement::NotExists(k) => !labels.contains_key(k),
+        })
+    }
+
+    /// Field selectors only support equality on a fixed set of fields.
+    pub fn check_field_selector(&self) -> Result<(), String> {
+        for r in &self.0 {
+            let key = match r {
+                Requirement::Eq(k, _) | Requirement::NotEq(k, _) => k,
+                _ => return Err("field selectors support only = and !=".into()),
+            };
+            if key != "metadata.name" && key != "metadata.namespace" {
+                return Err(format!("field label not supported: {key}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn split_top_level(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut depth = 0;
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+fn parse_set(rest: &str) -> Result<Vec<String>, String> {
+    let rest = rest.trim();
+    let inner = rest
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .ok_or_else(|| format!("expected a parenthesised set, found {rest:?}"))?;
+    Ok(inner
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+fn parse_requirement(part: &str) -> Result<Requirement, String> {
+    if let Some(key) = part.strip_prefix('!') {
+        return Ok(Requirement::NotExists(valid_key(key.trim())?));
+    }
+    if let Some((k, v)) = part.split_once("!=") {
+        return Ok(Requirement::NotEq(valid_key(k.trim())?, v.trim().into()));
+    }
+    if let Some((k, v)) = part.split_once("==") {
+        return Ok(Requirement::Eq(valid_key(k.trim())?, v.trim().into()));
+    }
+    if let Some((k, v)) = part.split_once('=') {
+        return Ok(Requirement::Eq(valid_key(k.trim())?, v.trim().into()));
+    }
+    let words: Vec<&str> = part.splitn(2, char::is_whitespace).collect();
+    if words.len() == 2 {
+        let key = valid_key(words[0])?;
+        let rest = words[1].trim();
+        if let Some(set) = rest.strip_prefix("notin") {
+            return Ok(Requirement::NotIn(key, parse_set(set)?));
+        }
+        if let Some(set) = rest.strip_prefix("in") {
+            return Ok(Requirement::In(key, parse_set(set)?));
+        }
+        return Err(format!("unable to parse requirement: {part:?}"));
+    }
+    Ok(Requirement::Exists(valid_key(part)?))
+}
+
+fn valid_key(key: &str) -> Result<String, String> {
+    let ok = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+    if ok {
+        Ok(key.to_string())
+    } else {
+        Err(format!("invalid label key {key:?}"))
+    }
+}
+
+/// The labels of an object as a map.
+pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
+    obj.pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The fields a field selector may look at.
+pub fn fields_of(obj: &Value) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for (key, ptr) in [
+        ("metadata.name", "/metadata/name"),
+        ("metadata.namespace", "/metadata/namespace"),
+    ] {
+        m.insert(
+            key.to_string(),
+            obj.pointer(ptr)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        );
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn every_operator() {
+        let l = labels(&[("app", "vcluster"), ("release", "a")]);
+        let cases = [
+            ("app=vcluster", true),
+            ("app==vcluster", true),
+            ("app!=vcluster", false),
+            ("release in (a,b)", true),
+            ("release notin (a, b)", false),
+            ("release notin (c)", true),
+            ("app", true),
+            ("!app", false),
+            ("!missing", true),
+            ("app=vcluster,release in (b)", false),
+            ("", true),
+        ];
+        for (sel, expected) in cases {
+            assert_eq!(
+                Selector::parse(sel).unwrap().matches(&l),
+                expected,
+                "selector {sel:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        assert!(Selector::parse("a in b").is_err());
+        assert!(Selector::parse("a b c").is_err());
+        assert!(Selector::parse("x=1").unwrap().check_field_selector().is_err());
+    }
+}
