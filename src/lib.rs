@@ -7,3 +7,4 @@
 
 pub mod k8s;
 pub mod sim;
+pub mod domain;

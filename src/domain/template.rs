@@ -1,0 +1,351 @@
+//! Demo templates: the catalogue in `snapshots/`, one YAML file per template.
+//! Loaded at start and validated strictly: an error names the file and the field.
+
+use super::duration::{serde_duration, serde_duration_opt};
+use chrono::Duration;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Template {
+    /// Identifier used in the API (`"template": "web-shop"`); a DNS label.
+    pub name: String,
+    pub display_name: String,
+    pub description: String,
+    pub vcluster: Vcluster,
+    /// Where the clean state is restored from: `oci://`, `s3://` or `container://`.
+    pub snapshot: String,
+    /// What a share link opens.
+    pub entrypoint: Entrypoint,
+    pub lifecycle: Lifecycle,
+    /// The demo namespace's ResourceQuota `spec.hard`.
+    #[serde(default)]
+    pub quota: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Vcluster {
+    /// The vcluster chart version, pinned (`0.36.1`).
+    pub version: String,
+    /// The image with the vcluster CLI that runs the provisioning Job, pinned.
+    pub cli_image: String,
+    /// vcluster.yaml overrides.
+    #[serde(default)]
+    pub values: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Entrypoint {
+    /// Namespace inside the vcluster.
+    pub namespace: String,
+    pub service: String,
+    pub port: u16,
+    #[serde(default = "root_path")]
+    pub path: String,
+}
+
+fn root_path() -> String {
+    "/".into()
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Lifetimes {
+    #[serde(with = "serde_duration")]
+    pub sleep_after_idle: Duration,
+    #[serde(with = "serde_duration")]
+    pub delete_after_idle: Duration,
+    #[serde(with = "serde_duration")]
+    pub max_lifetime: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Lifecycle {
+    /// What a new demo gets.
+    pub defaults: Lifetimes,
+    /// The most a sales user may ask for; beyond it is admin-only.
+    pub limits: Lifetimes,
+    /// How far past its original expiry a demo may be extended, in total.
+    #[serde(with = "serde_duration")]
+    pub max_extension: Duration,
+    /// A provisioning that takes longer ends in Failed.
+    #[serde(default, with = "serde_duration_opt", skip_serializing_if = "Option::is_none")]
+    pub provision_timeout: Option<Duration>,
+    /// A wake that takes longer ends in Failed.
+    #[serde(default, with = "serde_duration_opt", skip_serializing_if = "Option::is_none")]
+    pub wake_timeout: Option<Duration>,
+}
+
+impl Lifecycle {
+    pub fn provision_timeout(&self) -> Duration {
+        self.provision_timeout.unwrap_or(Duration::minutes(10))
+    }
+    pub fn wake_timeout(&self) -> Duration {
+        self.wake_timeout.unwrap_or(Duration::minutes(5))
+    }
+}
+
+/// A template file that cannot be used, naming the file and the field.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[error("{file}: {field}: {message}")]
+pub struct TemplateError {
+    pub file: String,
+    pub field: String,
+    pub message: String,
+}
+
+fn dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn pinned_version(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('.').collect();
+    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+impl Template {
+    /// Parses one file's text; `file` is only used in messages.
+    pub fn parse(file: &str, text: &str) -> Result<Template, TemplateError> {
+        let err = |field: &str, message: String| TemplateError {
+            file: file.to_string(),
+            field: field.to_string(),
+            message,
+        };
+        let value: Value = serde_saphyr::from_str(text).map_err(|e| err("(document)", format!("not valid YAML: {e}")))?;
+        let t: Template = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            // serde names an unknown or missing field in its message; point at its parent.
+            let field = if path == "." { "(top level)".to_string() } else { path };
+            err(&field, inner)
+        })?;
+        t.validate().map_err(|(field, message)| err(&field, message))?;
+        Ok(t)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let f = |field: &str, msg: String| Err((field.to_string(), msg));
+        if !dns_label(&self.name) || self.name.len() > 40 {
+            return f("name", format!("{:?} must be a lowercase DNS label of at most 40 characters", self.name));
+        }
+        if self.display_name.trim().is_empty() {
+            return f("displayName", "must not be empty".into());
+        }
+        if !pinned_version(&self.vcluster.version) {
+            return f("vcluster.version", format!("{:?} must be a pinned version such as 0.36.1", self.vcluster.version));
+        }
+        let img = &self.vcluster.cli_image;
+        let tagged = img.contains('@') || img.rsplit('/').next().is_some_and(|last| last.contains(':'));
+        if img.trim().is_empty() || !tagged || img.ends_with(":latest") {
+            return f("vcluster.cliImage", format!("{img:?} must be pinned to a tag or digest (not :latest)"));
+        }
+        if !(self.vcluster.values.is_object() || self.vcluster.values.is_null()) {
+            return f("vcluster.values", "must be a mapping of vcluster.yaml settings".into());
+        }
+        let schemes = ["oci://", "s3://", "container://"];
+        if self.snapshot.trim().is_empty() {
+            return f("snapshot", "a snapshot URL is required".into());
+        }
+        if !schemes.iter().any(|s| self.snapshot.starts_with(s) && self.snapshot.len() > s.len()) {
+            return f("snapshot", format!("{:?} must start with oci://, s3:// or container://", self.snapshot));
+        }
+        if !dns_label(&self.entrypoint.namespace) {
+            return f("entrypoint.namespace", format!("{:?} must be a DNS label", self.entrypoint.namespace));
+        }
+        if !dns_label(&self.entrypoint.service) {
+            return f("entrypoint.service", format!("{:?} must be a DNS label", self.entrypoint.service));
+        }
+        if self.entrypoint.port == 0 {
+            return f("entrypoint.port", "must be between 1 and 65535".into());
+        }
+        if !self.entrypoint.path.starts_with('/') {
+            return f("entrypoint.path", "must start with /".into());
+        }
+        let (d, l) = (&self.lifecycle.defaults, &self.lifecycle.limits);
+        for (name, dv, lv) in [
+            ("sleepAfterIdle", d.sleep_after_idle, l.sleep_after_idle),
+            ("deleteAfterIdle", d.delete_after_idle, l.delete_after_idle),
+            ("maxLifetime", d.max_lifetime, l.max_lifetime),
+        ] {
+            if dv <= Duration::zero() {
+                return f(&format!("lifecycle.defaults.{name}"), "must be longer than 0s".into());
+            }
+            if dv > lv {
+                return f(&format!("lifecycle.defaults.{name}"), format!("is longer than lifecycle.limits.{name}"));
+            }
+        }
+        if d.sleep_after_idle > d.delete_after_idle {
+            return f("lifecycle.defaults.sleepAfterIdle", "must not be longer than deleteAfterIdle".into());
+        }
+        for (k, v) in &self.quota {
+            if k.is_empty() || !(v.is_string() || v.is_number()) {
+                return f(&format!("quota.{k}"), "must be a quantity such as \"8\" or \"16Gi\"".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The quota as ResourceQuota `spec.hard` strings.
+    pub fn quota_hard(&self) -> BTreeMap<String, String> {
+        self.quota
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+            .collect()
+    }
+}
+
+/// The loaded catalogue, in name order.
+#[derive(Debug, Clone, Default)]
+pub struct Catalogue {
+    pub templates: BTreeMap<String, Template>,
+}
+
+impl Catalogue {
+    /// Loads every `*.yaml`/`*.yml` in `dir`; all errors are reported, not just the first.
+    pub fn load_dir(dir: &Path) -> Result<Catalogue, Vec<TemplateError>> {
+        let mut errors = Vec::new();
+        let mut files: Vec<_> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd.filter_map(Result::ok).map(|e| e.path()).collect(),
+            Err(e) => {
+                return Err(vec![TemplateError {
+                    file: dir.display().to_string(),
+                    field: "(directory)".into(),
+                    message: e.to_string(),
+                }]);
+            }
+        };
+        files.retain(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"));
+        files.sort();
+        let mut cat = Catalogue::default();
+        let mut origin: BTreeMap<String, String> = BTreeMap::new();
+        for path in files {
+            let file = path.display().to_string();
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(TemplateError { file, field: "(file)".into(), message: e.to_string() });
+                    continue;
+                }
+            };
+            match Template::parse(&file, &text) {
+                Ok(t) => {
+                    if let Some(first) = origin.get(&t.name) {
+                        errors.push(TemplateError {
+                            file,
+                            field: "name".into(),
+                            message: format!("duplicate template name {:?} (also in {first})", t.name),
+                        });
+                        continue;
+                    }
+                    origin.insert(t.name.clone(), file);
+                    cat.templates.insert(t.name.clone(), t);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if cat.templates.is_empty() && errors.is_empty() {
+            errors.push(TemplateError {
+                file: dir.display().to_string(),
+                field: "(directory)".into(),
+                message: "no template files (*.yaml) found".into(),
+            });
+        }
+        if errors.is_empty() { Ok(cat) } else { Err(errors) }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Template> {
+        self.templates.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub const GOOD: &str = r#"
+name: web-shop
+displayName: Web shop
+description: A shop.
+vcluster:
+  version: 0.36.1
+  cliImage: ghcr.io/loft-sh/vcluster-cli:0.36.1
+  values:
+    sync: {toHost: {ingresses: {enabled: true}}}
+snapshot: oci://ghcr.io/example/snap:1
+entrypoint: {namespace: shop, service: storefront, port: 80}
+lifecycle:
+  defaults: {sleepAfterIdle: 30m, deleteAfterIdle: 1d, maxLifetime: 3d}
+  limits: {sleepAfterIdle: 2h, deleteAfterIdle: 7d, maxLifetime: 14d}
+  maxExtension: 7d
+quota:
+  requests.cpu: 8
+  requests.memory: 16Gi
+"#;
+
+    fn error_for(text: &str) -> TemplateError {
+        Template::parse("snapshots/t.yaml", text).unwrap_err()
+    }
+
+    #[test]
+    fn a_good_template_loads() {
+        let t = Template::parse("t.yaml", GOOD).unwrap();
+        assert_eq!(t.lifecycle.defaults.sleep_after_idle, Duration::minutes(30));
+        assert_eq!(t.quota_hard()["requests.cpu"], "8");
+        assert_eq!(t.entrypoint.path, "/");
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_field() {
+        let e = error_for(&GOOD.replace("sleepAfterIdle: 30m", "sleepAfterIdle: 30 minutes"));
+        assert_eq!(e.file, "snapshots/t.yaml");
+        assert_eq!(e.field, "lifecycle.defaults.sleepAfterIdle");
+        assert!(e.message.contains("invalid duration"), "{e}");
+
+        let e = error_for(&GOOD.replace("description: A shop.", "description: A shop.\ncolour: red"));
+        assert!(e.message.contains("unknown field `colour`"), "{e}");
+
+        let e = error_for(&GOOD.replace("snapshot: oci://ghcr.io/example/snap:1\n", ""));
+        assert!(e.message.contains("missing field `snapshot`"), "{e}");
+
+        let e = error_for(&GOOD.replace("oci://ghcr.io/example/snap:1", "http://x"));
+        assert_eq!(e.field, "snapshot");
+
+        let e = error_for(&GOOD.replace("vcluster-cli:0.36.1", "vcluster-cli:latest"));
+        assert_eq!(e.field, "vcluster.cliImage");
+
+        let e = error_for(&GOOD.replace("version: 0.36.1", "version: latest"));
+        assert_eq!(e.field, "vcluster.version");
+
+        let e = error_for(&GOOD.replace("maxLifetime: 3d", "maxLifetime: 30d"));
+        assert_eq!(e.field, "lifecycle.defaults.maxLifetime");
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let dir = std::env::temp_dir().join(format!("showroom-tpl-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.yaml"), GOOD).unwrap();
+        std::fs::write(dir.join("b.yaml"), GOOD).unwrap();
+        let errs = Catalogue::load_dir(&dir).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].file.ends_with("b.yaml") && errs[0].field == "name", "{}", errs[0]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_shipped_catalogue_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots");
+        let cat = Catalogue::load_dir(&dir).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(cat.templates.len() >= 2);
+    }
+}
