@@ -8,3 +8,7 @@
 pub mod k8s;
 pub mod sim;
 pub mod domain;
+pub mod cluster;
+pub mod metrics;
+pub mod web;
+pub mod app;

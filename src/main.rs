@@ -1,1 +1,277 @@
-fn main() {}
+//! The `showroom` command line: parse, build, run.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use showroom::app::{self, Config};
+use showroom::cluster::sweeper::{self, SweepOptions};
+use showroom::domain::duration;
+use showroom::domain::template::Catalogue;
+use showroom::domain::users::{Role, UserEntry, Users, hash_token, new_token};
+use showroom::metrics::Metrics;
+use showroom::sim::{SimCluster, SimOptions};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "showroom", version, about = "Live product demos on Kubernetes: vClusters from snapshot templates, with leases, sleep and wake")]
+struct Cli {
+    /// Log format: text or json.
+    #[arg(long, global = true, env = "SHOWROOM_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct ServeArgs {
+    /// Directory of demo templates (one YAML file each).
+    #[arg(long, env = "SHOWROOM_SNAPSHOTS", default_value = "snapshots")]
+    snapshots: PathBuf,
+    /// Cron schedule of the in-process cleanup sweep (5 or 6 fields; "off" disables it).
+    #[arg(long, env = "SHOWROOM_SWEEP_SCHEDULE", default_value = "0 * * * * *")]
+    sweep_schedule: String,
+    /// At most one activity write per demo per this interval.
+    #[arg(long, env = "SHOWROOM_ACTIVITY_INTERVAL", default_value = "30s", value_parser = parse_std_duration)]
+    activity_interval: std::time::Duration,
+    /// Active demos a user may hold at once (a user's maxDemos overrides it).
+    #[arg(long, env = "SHOWROOM_MAX_DEMOS_PER_USER", default_value_t = 5)]
+    max_demos_per_user: u32,
+    /// The sweep deletes an orphaned demo namespace only when it is older than this.
+    #[arg(long, env = "SHOWROOM_ORPHAN_GRACE", default_value = "10m", value_parser = parse_duration)]
+    orphan_grace: chrono::Duration,
+    /// The sweep retries and reports deletions older than this.
+    #[arg(long, env = "SHOWROOM_STUCK_AFTER", default_value = "10m", value_parser = parse_duration)]
+    stuck_after: chrono::Duration,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API, run the controller and the scheduled sweep against KUBECONFIG or
+    /// the in-cluster config.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "SHOWROOM_LISTEN", default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
+        /// Users, roles and token hashes (YAML).
+        #[arg(long, env = "SHOWROOM_USERS", default_value = "/etc/showroom/users.yaml")]
+        users: PathBuf,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
+    /// Run everything against a simulated cluster started in-process: no cluster needed.
+    Dev {
+        /// Port on 127.0.0.1.
+        #[arg(long, env = "SHOWROOM_PORT", default_value_t = 8080)]
+        port: u16,
+        /// Where dev.json and the simulated cluster's kubeconfig are written.
+        #[arg(long, env = "SHOWROOM_STATE_DIR", default_value = ".showroom")]
+        state_dir: PathBuf,
+        /// How long a simulated vcluster takes to become ready.
+        #[arg(long, env = "SHOWROOM_BOOT_DELAY", default_value = "3s", value_parser = parse_std_duration)]
+        boot_delay: std::time::Duration,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
+    /// One cleanup pass, then exit (for a Kubernetes CronJob).
+    Sweep {
+        /// Print the plan as a table and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, env = "SHOWROOM_SNAPSHOTS", default_value = "snapshots")]
+        snapshots: PathBuf,
+        #[arg(long, env = "SHOWROOM_ORPHAN_GRACE", default_value = "10m", value_parser = parse_duration)]
+        orphan_grace: chrono::Duration,
+        #[arg(long, env = "SHOWROOM_STUCK_AFTER", default_value = "10m", value_parser = parse_duration)]
+        stuck_after: chrono::Duration,
+    },
+    /// Print the Demo CustomResourceDefinition as YAML.
+    Crd,
+    /// Template catalogue tools.
+    Templates {
+        #[command(subcommand)]
+        command: TemplatesCommand,
+    },
+    /// User tools.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TemplatesCommand {
+    /// Validate every template in DIR; exits non-zero naming each bad file and field.
+    Check { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Print a new random token and the users.yaml entry holding its hash.
+    NewToken {
+        name: String,
+        #[arg(long, default_value = "sales")]
+        role: String,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
+    duration::parse(s)
+}
+
+fn parse_std_duration(s: &str) -> Result<std::time::Duration, String> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.parse::<u64>().map(std::time::Duration::from_millis).map_err(|e| format!("invalid duration {s:?}: {e}"));
+    }
+    duration::parse(s)?.to_std().map_err(|e| e.to_string())
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOWROOM_LOG").unwrap_or_else(|_| "info,kube=warn,hyper=warn".into());
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn load_catalogue(dir: &Path) -> anyhow::Result<Catalogue> {
+    Catalogue::load_dir(dir).map_err(|errs| {
+        for e in &errs {
+            eprintln!("error: {e}");
+        }
+        anyhow::anyhow!("{} invalid template file(s) in {}", errs.len(), dir.display())
+    })
+}
+
+fn config(listen: SocketAddr, a: &ServeArgs) -> anyhow::Result<Config> {
+    let schedule = (a.sweep_schedule != "off").then(|| a.sweep_schedule.clone());
+    if let Some(s) = &schedule {
+        app::parse_schedule(s).map_err(|e| anyhow::anyhow!("--sweep-schedule: {e}"))?;
+    }
+    Ok(Config {
+        listen,
+        sweep_schedule: schedule,
+        sweep: SweepOptions { orphan_grace: a.orphan_grace, stuck_after: a.stuck_after },
+        activity_interval: a.activity_interval,
+        max_demos_per_user: a.max_demos_per_user,
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    if let Err(e) = run(cli.command).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Crd => {
+            print!("{}", showroom::cluster::crd::crd_yaml());
+            Ok(())
+        }
+        Command::Templates { command: TemplatesCommand::Check { dir } } => {
+            let cat = load_catalogue(&dir)?;
+            println!("{} template(s) OK: {}", cat.templates.len(), cat.templates.keys().cloned().collect::<Vec<_>>().join(", "));
+            Ok(())
+        }
+        Command::Users { command: UsersCommand::NewToken { name, role } } => {
+            let role = match role.as_str() {
+                "sales" => Role::Sales,
+                "admin" => Role::Admin,
+                other => bail!("--role: {other:?} is not sales or admin"),
+            };
+            let token = new_token();
+            let entry = UserEntry { name, role, token_sha256: vec![hash_token(&token)], max_demos: None };
+            println!("# token (give it to the user; it is not stored): {token}");
+            print!("{}", serde_saphyr::to_string(&vec![entry]).context("rendering the entry")?);
+            Ok(())
+        }
+        Command::Serve { listen, users, args } => {
+            let catalogue = Arc::new(load_catalogue(&args.snapshots)?);
+            let text = std::fs::read_to_string(&users).with_context(|| format!("reading users file {}", users.display()))?;
+            let users = Arc::new(Users::parse(&users.display().to_string(), &text).map_err(anyhow::Error::msg)?);
+            let client = kube::Client::try_default().await.context("connecting to Kubernetes (KUBECONFIG or in-cluster)")?;
+            let running = app::start(client, catalogue, users, config(listen, &args)?).await?;
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            running.stop().await;
+            Ok(())
+        }
+        Command::Dev { port, state_dir, boot_delay, args } => dev(port, state_dir, boot_delay, args).await,
+        Command::Sweep { dry_run, snapshots, orphan_grace, stuck_after } => {
+            let catalogue = load_catalogue(&snapshots)?;
+            let client = kube::Client::try_default().await.context("connecting to Kubernetes (KUBECONFIG or in-cluster)")?;
+            let opts = SweepOptions { orphan_grace, stuck_after };
+            let plan = sweeper::plan(&client, &catalogue, &opts).await.context("listing demos and namespaces")?;
+            print!("{}", plan.table());
+            if dry_run {
+                println!("(dry run: nothing changed)");
+                return Ok(());
+            }
+            let results = sweeper::execute(&client, &plan, &Metrics::default()).await;
+            let failed: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).collect();
+            for (it, r) in &failed {
+                eprintln!("failed: {} {} {}: {}", it.kind, it.name, it.action, r.as_ref().err().map(ToString::to_string).unwrap_or_default());
+            }
+            if !failed.is_empty() {
+                bail!("{} of {} sweep step(s) failed", failed.len(), results.len());
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn dev(port: u16, state_dir: PathBuf, boot_delay: std::time::Duration, args: ServeArgs) -> anyhow::Result<()> {
+    let catalogue = Arc::new(load_catalogue(&args.snapshots)?);
+    std::fs::create_dir_all(&state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
+    let state_dir = state_dir.canonicalize()?;
+    let sim = SimCluster::start(SimOptions { boot_delay, state_dir: Some(state_dir.clone()), ..Default::default() }).await?;
+    let client = sim.client().await?;
+    app::install_crd(&client).await?;
+    let (sales_token, admin_token) = (new_token(), new_token());
+    let users = Users::from_entries(vec![
+        UserEntry { name: "sales".into(), role: Role::Sales, token_sha256: vec![hash_token(&sales_token)], max_demos: None },
+        UserEntry { name: "admin".into(), role: Role::Admin, token_sha256: vec![hash_token(&admin_token)], max_demos: None },
+    ])
+    .map_err(anyhow::Error::msg)?;
+    let listen: SocketAddr = ([127, 0, 0, 1], port).into();
+    let running = app::start(client, catalogue, Arc::new(users), config(listen, &args)?).await?;
+    let url = format!("http://{}", running.addr);
+    let info = serde_json::json!({
+        "url": url, "salesToken": sales_token, "adminToken": admin_token,
+        "kubeconfig": sim.kubeconfig_path().display().to_string(),
+    });
+    let dev_json = state_dir.join("dev.json");
+    std::fs::write(&dev_json, serde_json::to_string_pretty(&info)?).with_context(|| format!("writing {}", dev_json.display()))?;
+    println!("showroom dev is running on a simulated cluster");
+    println!("  url:         {url}");
+    println!("  sales token: {sales_token}");
+    println!("  admin token: {admin_token}");
+    println!("  kubeconfig:  {}   (kubectl --kubeconfig {} get demos)", sim.kubeconfig_path().display(), sim.kubeconfig_path().display());
+    println!("  written to:  {}", dev_json.display());
+    println!("try: curl -s -H 'Authorization: Bearer {sales_token}' {url}/api/v1/templates");
+    shutdown_signal().await;
+    running.stop().await;
+    drop(sim);
+    Ok(())
+}

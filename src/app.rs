@@ -1,0 +1,163 @@
+//! Wiring: the Demo cache, the HTTP server, the controller, the activity flusher and
+//! the in-process cron sweep, started together and stopped together.
+
+use crate::cluster::controller;
+use crate::cluster::crd::Demo;
+use crate::cluster::sweeper::{self, SweepOptions};
+use crate::domain::template::Catalogue;
+use crate::domain::users::Users;
+use crate::metrics::Metrics;
+use crate::web::{self, AppState, Limits, activity::ActivityTracker};
+use anyhow::Context;
+use futures::StreamExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Client, CustomResourceExt};
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Cron expression for the in-process sweep (5 or 6 fields); None disables it.
+    pub sweep_schedule: Option<String>,
+    pub sweep: SweepOptions,
+    pub activity_interval: Duration,
+    pub max_demos_per_user: u32,
+}
+
+/// Accepts classic 5-field cron (`*/5 * * * *`) as well as the `cron` crate's 6/7 fields.
+pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
+    let fields = expr.split_whitespace().count();
+    let full = if fields == 5 { format!("0 {expr}") } else { expr.to_string() };
+    cron::Schedule::from_str(&full).map_err(|e| format!("invalid cron schedule {expr:?}: {e}"))
+}
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    server: JoinHandle<()>,
+    controller: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Graceful stop: stop accepting, finish in-flight requests and reconciles.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.controller).await;
+        for t in self.background {
+            t.abort();
+        }
+    }
+
+    /// Abrupt stop, as a crash or SIGKILL would leave things (for tests).
+    pub fn kill(self) {
+        self.server.abort();
+        self.controller.abort();
+        for t in self.background {
+            t.abort();
+        }
+    }
+
+    pub async fn wait(self) {
+        let _ = self.server.await;
+    }
+}
+
+pub async fn start(client: Client, catalogue: Arc<Catalogue>, users: Arc<Users>, cfg: Config) -> anyhow::Result<Running> {
+    let schedule = cfg.sweep_schedule.as_deref().map(parse_schedule).transpose().map_err(anyhow::Error::msg)?;
+    let metrics = Arc::new(Metrics::default());
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut background = Vec::new();
+
+    // The Demo cache that every read is served from.
+    let (reader, writer) = reflector::store();
+    let stream = reflector(writer, watcher(Api::<Demo>::all(client.clone()), watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+    background.push(tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(r) = stream.next().await {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "demo watch interrupted; retrying");
+            }
+        }
+    }));
+    let ready = Arc::new(AtomicBool::new(false));
+    {
+        let (reader, ready) = (reader.clone(), ready.clone());
+        background.push(tokio::spawn(async move {
+            if reader.wait_until_ready().await.is_ok() {
+                ready.store(true, Ordering::Relaxed);
+            }
+        }));
+    }
+    let activity = ActivityTracker::new(client.clone(), cfg.activity_interval);
+    background.push(tokio::spawn(activity.clone().flush_loop()));
+
+    let state = AppState {
+        client: client.clone(),
+        demos: reader,
+        catalogue: catalogue.clone(),
+        users,
+        metrics: metrics.clone(),
+        activity,
+        limits: Arc::new(Limits { max_demos_per_user: cfg.max_demos_per_user }),
+        ready,
+        recent_creates: Default::default(),
+    };
+
+    let ctx = Arc::new(controller::Context { client: client.clone(), catalogue: catalogue.clone(), metrics: metrics.clone() });
+    let mut rx = shutdown_rx.clone();
+    let controller = tokio::spawn(controller::run(ctx, async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }));
+
+    if let Some(schedule) = schedule {
+        let (client, catalogue, metrics, opts) = (client.clone(), catalogue.clone(), metrics.clone(), cfg.sweep.clone());
+        background.push(tokio::spawn(async move {
+            for next in schedule.upcoming(chrono::Utc) {
+                let wait = (next - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                tokio::time::sleep(wait).await;
+                match sweeper::sweep(&client, &catalogue, &opts, &metrics).await {
+                    Ok(items) => tracing::debug!(actions = items.len(), "scheduled sweep done"),
+                    Err(e) => tracing::warn!(error = %e, "scheduled sweep could not list; will try at the next run"),
+                }
+            }
+        }));
+    }
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let router = web::router(state.clone());
+    let mut rx = shutdown_rx;
+    let server = tokio::spawn(async move {
+        let graceful = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(graceful).await {
+            tracing::error!(error = %e, "http server stopped");
+        }
+    });
+    tracing::info!(%addr, "showroom listening");
+    Ok(Running { addr, state, shutdown, server, controller, background })
+}
+
+/// Installs (or updates) the Demo CRD and waits until it is established.
+pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = Demo::crd();
+    let name = "demos.showroom.dev";
+    crds.patch(name, &PatchParams::apply("showroom").force(), &Patch::Apply(&crd)).await.context("installing the Demo CRD")?;
+    let established = kube::runtime::wait::await_condition(crds, name, kube::runtime::conditions::is_crd_established());
+    tokio::time::timeout(Duration::from_secs(30), established).await.context("waiting for the Demo CRD")??;
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! The writes that move a demo through its lifecycle, shared by the controller and the
+//! sweep so that both act the same way. Each is safe to repeat.
+
+use super::crd::*;
+use super::sleeper;
+use crate::k8s::{is_not_found};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+pub async fn patch_status(client: &Client, name: &str, status: Value) -> Result<Demo, kube::Error> {
+    let api: Api<Demo> = Api::all(client.clone());
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await
+}
+
+pub async fn patch_spec(client: &Client, name: &str, spec: Value) -> Result<Demo, kube::Error> {
+    let api: Api<Demo> = Api::all(client.clone());
+    api.patch(name, &PatchParams::default(), &Patch::Merge(json!({ "spec": spec }))).await
+}
+
+/// The condition list with `Ready` set for a phase.
+pub fn ready_condition(phase: &str, message: &str) -> Value {
+    json!([{
+        "type": "Ready",
+        "status": if phase == "Ready" { "True" } else { "False" },
+        "reason": phase,
+        "message": message,
+        "lastTransitionTime": now(),
+    }])
+}
+
+pub fn namespace_of(d: &Demo) -> String {
+    d.status.as_ref().and_then(|s| s.namespace.clone()).unwrap_or_else(|| d.name_any())
+}
+
+pub fn vcluster_of(d: &Demo) -> String {
+    d.status.as_ref().and_then(|s| s.vcluster.clone()).unwrap_or_else(|| d.name_any())
+}
+
+/// Puts the demo to sleep: records the intent in spec (so it stays asleep), pauses the
+/// vcluster, then records the phase.
+pub async fn sleep(client: &Client, d: &Demo, message: &str) -> Result<(), kube::Error> {
+    if d.spec.desired_state != DesiredState::Sleeping {
+        patch_spec(client, &d.name_any(), json!({"desiredState": "Sleeping"})).await?;
+    }
+    sleeper::pause(client, &namespace_of(d), &vcluster_of(d)).await?;
+    let t = now();
+    patch_status(client, &d.name_any(), json!({
+        "phase": "Sleeping", "phaseSince": t, "sleepingSince": t, "message": message,
+        "conditions": ready_condition("Sleeping", message),
+    }))
+    .await?;
+    Ok(())
+}
+
+/// Asks Kubernetes to delete the Demo; its finalizer then removes the namespace.
+pub async fn request_delete(client: &Client, name: &str) -> Result<(), kube::Error> {
+    let api: Api<Demo> = Api::all(client.clone());
+    match api.delete(name, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Ends in Failed with a message, and removes what provisioning created.
+pub async fn fail(client: &Client, d: &Demo, message: &str) -> Result<(), kube::Error> {
+    patch_status(client, &d.name_any(), json!({
+        "phase": "Failed", "phaseSince": now(), "message": message,
+        "conditions": ready_condition("Failed", message),
+    }))
+    .await?;
+    delete_namespace_if_ours(client, d).await?;
+    Ok(())
+}
+
+/// Deletes the demo's namespace if it carries this Demo's UID. Returns true when the
+/// namespace is verifiably gone (a Terminating namespace is not gone).
+pub async fn delete_namespace_if_ours(client: &Client, d: &Demo) -> Result<bool, kube::Error> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns = namespace_of(d);
+    let Some(existing) = api.get_opt(&ns).await? else {
+        return Ok(true);
+    };
+    if existing.annotations().get(DEMO_UID_ANNOTATION) != d.uid().as_ref() {
+        // Not ours: never touched. For the Demo, there is nothing left to remove.
+        return Ok(true);
+    }
+    if existing.metadata.deletion_timestamp.is_none() {
+        match api.delete(&ns, &Default::default()).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => return Ok(true),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(api.get_opt(&ns).await?.is_none())
+}

@@ -1,0 +1,255 @@
+//! The controller: reconciles each Demo towards its desired state, acts on the
+//! lifecycle's decision, and requeues at the next deadline so demos sleep on time.
+
+use super::actions::{self, namespace_of, now, patch_status, ready_condition, vcluster_of};
+use super::crd::*;
+use super::lease;
+use super::provisioner::{self, Outcome, Progress};
+use super::sleeper;
+use crate::domain::lifecycle::{Action as LifecycleAction, Phase, decide};
+use crate::domain::template::Catalogue;
+use crate::metrics::{Metrics, label};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Context {
+    pub client: Client,
+    pub catalogue: Arc<Catalogue>,
+    pub metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// While something is in motion, look again this often.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Runs until `shutdown` resolves; in-flight reconciles finish first.
+pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    let demos: Api<Demo> = Api::all(client.clone());
+    // A demo's namespace, vcluster and Job share the Demo's name: map events by namespace.
+    let by_namespace = |ns: Option<String>| ns.map(|n| ObjectRef::<Demo>::new(&n));
+    Controller::new(demos, watcher::Config::default())
+        .owns(Api::<Namespace>::all(client.clone()), watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")))
+        .watches(Api::<StatefulSet>::all(client.clone()), watcher::Config::default().labels("app=vcluster"), move |s| by_namespace(s.namespace()))
+        .watches(Api::<Job>::all(client.clone()), watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")), move |j| by_namespace(j.namespace()))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "reconcile did not complete");
+            }
+        })
+        .await;
+}
+
+fn error_policy(demo: Arc<Demo>, err: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(demo = %demo.name_any(), error = %err, "reconcile failed; retrying");
+    Action::requeue(Duration::from_millis(500 + fastrand::u64(..1000)))
+}
+
+fn requeue_at(next: Option<chrono::DateTime<chrono::Utc>>, at_most: Option<Duration>) -> Action {
+    let until_next = next.map(|n| (n - now()).to_std().unwrap_or(Duration::ZERO) + Duration::from_millis(50));
+    match (until_next, at_most) {
+        (Some(a), Some(b)) => Action::requeue(a.min(b)),
+        (Some(a), None) => Action::requeue(a),
+        (None, Some(b)) => Action::requeue(b),
+        // Nothing scheduled: the sweep and the next change will bring it back.
+        (None, None) => Action::requeue(Duration::from_secs(300)),
+    }
+}
+
+async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let client = &ctx.client;
+    let name = demo.name_any();
+    if demo.metadata.deletion_timestamp.is_some() {
+        return finish_deletion(&demo, &ctx).await;
+    }
+    if !demo.finalizers().iter().any(|f| f == FINALIZER) {
+        let mut fins = demo.finalizers().to_vec();
+        fins.push(FINALIZER.to_string());
+        Api::<Demo>::all(client.clone())
+            .patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": fins}})))
+            .await?;
+        return Ok(Action::requeue(Duration::ZERO));
+    }
+    let template = ctx.catalogue.get(&demo.spec.template);
+    let status = demo.status.clone().unwrap_or_default();
+    if status.phase.is_none() {
+        // First sight: start the lease.
+        let created = lease::created_at(&demo);
+        let progress = Progress::from(&[], now()).steps;
+        patch_status(client, &name, json!({
+            "phase": "Provisioning", "phaseSince": now(), "namespace": name, "vcluster": name,
+            "lastActivity": created, "expiresAt": lease::expires_at(&demo), "progress": progress,
+            "message": "starting", "conditions": ready_condition("Provisioning", "starting"),
+        }))
+        .await?;
+        return Ok(Action::requeue(Duration::ZERO));
+    }
+    if status.expires_at != Some(lease::expires_at(&demo)) {
+        patch_status(client, &name, json!({"expiresAt": lease::expires_at(&demo)})).await?;
+    }
+
+    let decision = decide(&lease::facts(&demo), &lease::policy(&demo, template), now());
+    match &decision.action {
+        LifecycleAction::Nothing => {}
+        LifecycleAction::Delete(reason) => {
+            tracing::info!(demo = %name, ?reason, "deleting demo");
+            ctx.metrics.lifecycle_actions.get_or_create(&label("action", decision.action.kind())).inc();
+            actions::request_delete(client, &name).await?;
+            return Ok(Action::requeue(POLL));
+        }
+        LifecycleAction::Fail(msg) => {
+            tracing::warn!(demo = %name, %msg, "demo failed");
+            ctx.metrics.lifecycle_actions.get_or_create(&label("action", "fail")).inc();
+            actions::fail(client, &demo, msg).await?;
+            return Ok(Action::requeue(POLL));
+        }
+        LifecycleAction::Sleep => {
+            tracing::info!(demo = %name, "idle: putting demo to sleep");
+            ctx.metrics.lifecycle_actions.get_or_create(&label("action", "sleep")).inc();
+            actions::sleep(client, &demo, "asleep after being idle").await?;
+            return Ok(Action::requeue(POLL));
+        }
+    }
+
+    let ns = namespace_of(&demo);
+    let vc = vcluster_of(&demo);
+    let desired = demo.spec.desired_state;
+    match status.phase.unwrap_or_default() {
+        Phase::Pending | Phase::Provisioning => {
+            let Some(t) = template else {
+                actions::fail(client, &demo, &format!("template {:?} no longer exists", demo.spec.template)).await?;
+                return Ok(Action::requeue(POLL));
+            };
+            let mut progress = Progress::from(&status.progress, now());
+            let outcome = provisioner::step(client, &demo, t, &ns, &vc, &mut progress).await;
+            let outcome = match outcome {
+                Ok(o) => o,
+                Err(e) => {
+                    // Keep what progressed before the error, then retry.
+                    if progress.steps != status.progress {
+                        patch_status(client, &name, json!({"progress": progress.steps})).await?;
+                    }
+                    return Err(e.into());
+                }
+            };
+            match outcome {
+                Outcome::InProgress => {
+                    let message = format!("provisioning: {}", progress.current().unwrap_or("finishing"));
+                    if progress.steps != status.progress || status.message.as_deref() != Some(&message) {
+                        patch_status(client, &name, json!({"progress": progress.steps, "message": message})).await?;
+                    }
+                    Ok(requeue_at(decision.next, Some(POLL)))
+                }
+                Outcome::Failed(msg) => {
+                    patch_status(client, &name, json!({"progress": progress.steps})).await?;
+                    ctx.metrics.lifecycle_actions.get_or_create(&label("action", "fail")).inc();
+                    actions::fail(client, &demo, &msg).await?;
+                    Ok(Action::requeue(POLL))
+                }
+                Outcome::Ready => {
+                    let t = now();
+                    let took = (t - lease::created_at(&demo)).num_milliseconds() as f64 / 1000.0;
+                    ctx.metrics.provisioning_seconds.observe(took.max(0.0));
+                    patch_status(client, &name, json!({
+                        "phase": "Ready", "phaseSince": t, "readyAt": t, "progress": progress.steps,
+                        "message": "ready", "conditions": ready_condition("Ready", "ready"),
+                    }))
+                    .await?;
+                    tracing::info!(demo = %name, seconds = took, "demo ready");
+                    Ok(Action::requeue(Duration::ZERO))
+                }
+            }
+        }
+        Phase::Ready => {
+            if desired == DesiredState::Sleeping {
+                actions::sleep(client, &demo, "asleep").await?;
+                return Ok(Action::requeue(POLL));
+            }
+            Ok(requeue_at(decision.next, None))
+        }
+        Phase::Sleeping => {
+            if desired == DesiredState::Running {
+                sleeper::resume(client, &ns, &vc).await?;
+                patch_status(client, &name, json!({
+                    "phase": "Waking", "phaseSince": now(), "message": "waking up",
+                    "conditions": ready_condition("Waking", "waking up"),
+                }))
+                .await?;
+                return Ok(Action::requeue(POLL));
+            }
+            // Keep the vcluster paused even if someone resumed it by hand.
+            sleeper::pause(client, &ns, &vc).await?;
+            Ok(requeue_at(decision.next, None))
+        }
+        Phase::Waking => {
+            if desired == DesiredState::Sleeping {
+                actions::sleep(client, &demo, "asleep").await?;
+                return Ok(Action::requeue(POLL));
+            }
+            sleeper::resume(client, &ns, &vc).await?;
+            let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+            if sets.get_opt(&vc).await?.as_ref().is_some_and(sleeper::is_ready) {
+                let t = now();
+                if let Some(since) = status.phase_since {
+                    ctx.metrics.wake_seconds.observe(((t - since).num_milliseconds() as f64 / 1000.0).max(0.0));
+                }
+                patch_status(client, &name, json!({
+                    "phase": "Ready", "phaseSince": t, "readyAt": t, "sleepingSince": null, "message": "ready",
+                    "conditions": ready_condition("Ready", "ready"),
+                }))
+                .await?;
+                return Ok(Action::requeue(Duration::ZERO));
+            }
+            Ok(requeue_at(decision.next, Some(POLL)))
+        }
+        Phase::Failed => {
+            // Make sure nothing is left behind by a failure.
+            let gone = actions::delete_namespace_if_ours(client, &demo).await?;
+            Ok(requeue_at(decision.next, (!gone).then_some(Duration::from_secs(2))))
+        }
+        Phase::Deleting => Ok(Action::requeue(POLL)),
+    }
+}
+
+/// Deletion: show Deleting, remove the namespace, and release the Demo only when the
+/// namespace is verifiably gone.
+async fn finish_deletion(demo: &Demo, ctx: &Context) -> Result<Action, Error> {
+    let client = &ctx.client;
+    let name = demo.name_any();
+    if !demo.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    if demo.phase() != Phase::Deleting {
+        patch_status(client, &name, json!({
+            "phase": "Deleting", "phaseSince": now(), "message": "deleting the demo's namespace",
+            "conditions": ready_condition("Deleting", "deleting"),
+        }))
+        .await?;
+    }
+    if !actions::delete_namespace_if_ours(client, demo).await? {
+        return Ok(Action::requeue(POLL));
+    }
+    let fins: Vec<String> = demo.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+    // The resourceVersion makes this a no-op if the Demo changed since we read it.
+    let patch = json!({"metadata": {"finalizers": fins, "resourceVersion": demo.resource_version()}});
+    Api::<Demo>::all(client.clone()).patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+    tracing::info!(demo = %name, "demo deleted; namespace gone");
+    Ok(Action::await_change())
+}

@@ -1,0 +1,138 @@
+//! The `Demo` custom resource: desired state and lease in spec, observed state in status.
+
+use crate::domain::lifecycle::Phase;
+use chrono::{DateTime, Utc};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "showroom.dev";
+/// Labels every namespace showroom creates (with value `showroom`).
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "showroom";
+/// The Demo a namespace or Job belongs to.
+pub const DEMO_LABEL: &str = "showroom.dev/demo";
+pub const TEMPLATE_LABEL: &str = "showroom.dev/template";
+/// The UID of the Demo that created a namespace: the sweep's proof of ownership.
+pub const DEMO_UID_ANNOTATION: &str = "showroom.dev/demo-uid";
+/// Keeps a Demo until its namespace is verifiably gone.
+pub const FINALIZER: &str = "showroom.dev/cleanup";
+/// Every Demo and demo namespace name starts with this.
+pub const NAME_PREFIX: &str = "demo-";
+
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
+#[kube(
+    group = "showroom.dev",
+    version = "v1alpha1",
+    kind = "Demo",
+    plural = "demos",
+    singular = "demo",
+    shortname = "demo",
+    status = "DemoStatus",
+    doc = "A live product demo: a vcluster restored from a template's snapshot, held by a lease.",
+    printcolumn(name = "Template", type_ = "string", json_path = ".spec.template"),
+    printcolumn(name = "Owner", type_ = "string", json_path = ".spec.owner"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Idle", type_ = "date", json_path = ".status.lastActivity", description = "time since the last activity"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoSpec {
+    /// The template (file in snapshots/) this demo was created from.
+    pub template: String,
+    /// The user who holds the lease.
+    pub owner: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Lifetimes resolved at creation (template defaults plus allowed overrides), so a
+    /// later template change does not alter running demos.
+    pub lifecycle: DemoLifecycle,
+    /// Running or Sleeping: what the owner (or the idle rule) wants.
+    #[serde(default)]
+    pub desired_state: DesiredState,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoLifecycle {
+    pub sleep_after_idle: String,
+    pub delete_after_idle: String,
+    pub max_lifetime: String,
+    /// Total extension granted past maxLifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, JsonSchema, PartialEq, Eq, Default)]
+pub enum DesiredState {
+    #[default]
+    Running,
+    Sleeping,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoStatus {
+    pub phase: Option<Phase>,
+    pub phase_since: Option<DateTime<Utc>>,
+    /// The host namespace holding the vcluster.
+    pub namespace: Option<String>,
+    /// The vcluster's name inside that namespace.
+    pub vcluster: Option<String>,
+    pub message: Option<String>,
+    #[serde(default)]
+    pub progress: Vec<ProgressStep>,
+    pub last_activity: Option<DateTime<Utc>>,
+    pub sleeping_since: Option<DateTime<Utc>>,
+    pub ready_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub conditions: Vec<DemoCondition>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgressStep {
+    pub name: String,
+    pub state: StepState,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub message: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, JsonSchema, PartialEq, Eq)]
+pub enum StepState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    pub last_transition_time: DateTime<Utc>,
+}
+
+/// The provisioning steps, in order, as shown to users.
+pub const STEPS: [&str; 6] = ["namespace", "quota", "access", "restore", "boot", "kubeconfig"];
+
+impl Demo {
+    pub fn phase(&self) -> Phase {
+        self.status.as_ref().and_then(|s| s.phase).unwrap_or_default()
+    }
+}
+
+/// The CRD as YAML, as `showroom crd` prints it and deploy/ holds it.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let crd = Demo::crd();
+    let value = serde_json::to_value(&crd).expect("CRD serializes");
+    serde_saphyr::to_string(&value).expect("CRD renders as YAML")
+}

@@ -1,0 +1,228 @@
+//! Provisioning: the demo namespace and its guard rails, then a Job that runs the
+//! template's pinned vcluster CLI (`vcluster create --restore`) inside that namespace.
+//! Every step is create-if-absent, so a crash at any point resumes where it stopped.
+
+use super::crd::*;
+use super::sleeper;
+use crate::domain::template::Template;
+use crate::k8s::create_if_absent;
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ResourceQuota, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::Api;
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+pub const PROVISIONER_SA: &str = "showroom-provisioner";
+pub const VALUES_CONFIGMAP: &str = "showroom-vcluster-values";
+pub const JOB_NAME: &str = "showroom-vcluster-create";
+/// Read by nothing in a real cluster; tells the simulation's stand-in syncer what the
+/// snapshot's entrypoint is (see sim::agent).
+pub const ENTRYPOINT_ANNOTATION: &str = crate::sim::agent::ENTRYPOINT_ANNOTATION;
+
+#[derive(Debug)]
+pub enum Outcome {
+    InProgress,
+    Ready,
+    Failed(String),
+}
+
+/// Tracks the user-visible progress steps.
+pub struct Progress {
+    pub steps: Vec<ProgressStep>,
+    now: DateTime<Utc>,
+}
+
+impl Progress {
+    pub fn from(existing: &[ProgressStep], now: DateTime<Utc>) -> Self {
+        let steps = STEPS
+            .iter()
+            .map(|name| {
+                existing.iter().find(|s| s.name == *name).cloned().unwrap_or(ProgressStep {
+                    name: name.to_string(),
+                    state: StepState::Pending,
+                    started_at: None,
+                    finished_at: None,
+                    message: None,
+                })
+            })
+            .collect();
+        Progress { steps, now }
+    }
+    fn get(&mut self, name: &str) -> &mut ProgressStep {
+        let i = self.steps.iter().position(|s| s.name == name).expect("known step");
+        &mut self.steps[i]
+    }
+    pub fn running(&mut self, name: &str) {
+        let now = self.now;
+        let s = self.get(name);
+        if s.state == StepState::Pending {
+            s.state = StepState::Running;
+            s.started_at = Some(now);
+        }
+    }
+    pub fn done(&mut self, name: &str) {
+        self.running(name);
+        let now = self.now;
+        let s = self.get(name);
+        if s.state != StepState::Done {
+            s.state = StepState::Done;
+            s.finished_at = Some(now);
+        }
+    }
+    pub fn failed(&mut self, name: &str, msg: &str) {
+        self.running(name);
+        let now = self.now;
+        let s = self.get(name);
+        s.state = StepState::Failed;
+        s.finished_at = Some(now);
+        s.message = Some(msg.to_string());
+    }
+    /// The step now running, for a failure message.
+    pub fn current(&self) -> Option<&str> {
+        self.steps.iter().find(|s| s.state != StepState::Done).map(|s| s.name.as_str())
+    }
+}
+
+fn obj<T: DeserializeOwned>(v: Value) -> Result<T, kube::Error> {
+    serde_json::from_value(v).map_err(kube::Error::SerdeError)
+}
+
+/// The namespace's labels and annotations that prove showroom created it for this Demo.
+pub fn namespace_object(demo: &Demo, ns: &str) -> Result<Namespace, kube::Error> {
+    let owner = demo.controller_owner_ref(&()).map(|o| serde_json::to_value(o).unwrap_or_default());
+    obj(json!({"metadata": {
+        "name": ns,
+        "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, DEMO_LABEL: demo.name_any(), TEMPLATE_LABEL: demo.spec.template},
+        "annotations": {DEMO_UID_ANNOTATION: demo.uid().unwrap_or_default()},
+        "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
+    }}))
+}
+
+/// The vcluster CLI call the provisioning Job makes.
+pub fn create_args(t: &Template, vcluster: &str, ns: &str) -> Vec<String> {
+    [
+        "create", vcluster, "--namespace", ns, "--chart-version", &t.vcluster.version,
+        "--restore", &t.snapshot, "-f", "/values/vcluster.yaml", "--connect=false",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn job_object(demo: &Demo, t: &Template, ns: &str, vcluster: &str) -> Result<Job, kube::Error> {
+    let ep = &t.entrypoint;
+    obj(json!({
+        "metadata": {"name": JOB_NAME, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, DEMO_LABEL: demo.name_any()}},
+        "spec": {
+            "backoffLimit": 2,
+            "activeDeadlineSeconds": t.lifecycle.provision_timeout().num_seconds(),
+            "template": {
+                "metadata": {
+                    "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, DEMO_LABEL: demo.name_any()},
+                    "annotations": {ENTRYPOINT_ANNOTATION: format!("{}/{}:{}", ep.namespace, ep.service, ep.port)},
+                },
+                "spec": {
+                    "serviceAccountName": PROVISIONER_SA,
+                    "restartPolicy": "Never",
+                    "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "vcluster",
+                        "image": t.vcluster.cli_image,
+                        "command": ["vcluster"],
+                        "args": create_args(t, vcluster, ns),
+                        "env": [{"name": "HOME", "value": "/tmp"}],
+                        "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
+                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+                        "volumeMounts": [{"name": "values", "mountPath": "/values", "readOnly": true}, {"name": "tmp", "mountPath": "/tmp"}],
+                    }],
+                    "volumes": [{"name": "values", "configMap": {"name": VALUES_CONFIGMAP}}, {"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }))
+}
+
+/// Does the next provisioning step(s) and reports where the demo stands.
+pub async fn step(client: &Client, demo: &Demo, t: &Template, ns: &str, vcluster: &str, p: &mut Progress) -> Result<Outcome, kube::Error> {
+    // 1. The namespace, owned by the Demo; a foreign namespace of that name is never used.
+    p.running("namespace");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    match namespaces.get_opt(ns).await? {
+        None => create_if_absent(&namespaces, &namespace_object(demo, ns)?).await?,
+        Some(existing) => {
+            let ours = existing.annotations().get(DEMO_UID_ANNOTATION) == demo.uid().as_ref();
+            if !ours {
+                let msg = format!("namespace {ns} exists and was not created for this demo; it was left untouched");
+                p.failed("namespace", &msg);
+                return Ok(Outcome::Failed(msg));
+            }
+            if existing.metadata.deletion_timestamp.is_some() {
+                return Ok(Outcome::InProgress);
+            }
+        }
+    }
+    p.done("namespace");
+
+    // 2. Quota, so one demo cannot starve the host.
+    p.running("quota");
+    let hard = t.quota_hard();
+    if !hard.is_empty() {
+        let quota: ResourceQuota = obj(json!({"metadata": {"name": "demo-quota"}, "spec": {"hard": hard}}))?;
+        create_if_absent(&Api::namespaced(client.clone(), ns), &quota).await?;
+    }
+    p.done("quota");
+
+    // 3. The Job's identity: admin of this namespace only.
+    p.running("access");
+    let sa: ServiceAccount = obj(json!({"metadata": {"name": PROVISIONER_SA}}))?;
+    create_if_absent(&Api::namespaced(client.clone(), ns), &sa).await?;
+    let rb: RoleBinding = obj(json!({"metadata": {"name": PROVISIONER_SA},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": PROVISIONER_SA, "namespace": ns}]}))?;
+    create_if_absent(&Api::namespaced(client.clone(), ns), &rb).await?;
+    p.done("access");
+
+    // 4. The restore, by the real vcluster CLI.
+    p.running("restore");
+    let values = if t.vcluster.values.is_null() { json!({}) } else { t.vcluster.values.clone() };
+    let values_yaml = serde_saphyr::to_string(&values).unwrap_or_default();
+    let cm: ConfigMap = obj(json!({"metadata": {"name": VALUES_CONFIGMAP}, "data": {"vcluster.yaml": values_yaml}}))?;
+    create_if_absent(&Api::namespaced(client.clone(), ns), &cm).await?;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    create_if_absent(&jobs, &job_object(demo, t, ns, vcluster)?).await?;
+    let job = jobs.get_opt(JOB_NAME).await?;
+    let conds = job.as_ref().and_then(|j| j.status.as_ref()).and_then(|s| s.conditions.clone()).unwrap_or_default();
+    if let Some(failed) = conds.iter().find(|c| c.type_ == "Failed" && c.status == "True") {
+        let msg = format!(
+            "the vcluster restore job failed: {}",
+            failed.message.clone().or(failed.reason.clone()).unwrap_or_else(|| "no reason given".into())
+        );
+        p.failed("restore", &msg);
+        return Ok(Outcome::Failed(msg));
+    }
+    if !conds.iter().any(|c| c.type_ == "Complete" && c.status == "True") {
+        return Ok(Outcome::InProgress);
+    }
+    p.done("restore");
+
+    // 5. The vcluster's control plane is up.
+    p.running("boot");
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    match sets.get_opt(vcluster).await? {
+        Some(sts) if sleeper::is_ready(&sts) => p.done("boot"),
+        _ => return Ok(Outcome::InProgress),
+    }
+
+    // 6. The syncer published the kubeconfig.
+    p.running("kubeconfig");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    if secrets.get_opt(&format!("vc-{vcluster}")).await?.is_none() {
+        return Ok(Outcome::InProgress);
+    }
+    p.done("kubeconfig");
+    Ok(Outcome::Ready)
+}
