@@ -62,14 +62,13 @@ impl IntoResponse for ApiError {
 
 /// Turns axum's body rejections into our JSON errors (bad JSON, too large, wrong type).
 pub fn from_json_rejection(r: axum::extract::rejection::JsonRejection) -> ApiError {
-    let status = r.status();
-    let code = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
-        _ => "bad_request",
+    // A body that is not the expected JSON is a 400 (422 is kept for a well-formed
+    // request naming something unknown, such as a template). Checked before anything
+    // else, so bad input changes nothing.
+    let (status, code) = match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        _ => (StatusCode::BAD_REQUEST, "bad_request"),
     };
-    // The body is checked before anything else, so bad input changes nothing.
-    let status = if status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { status };
     ApiError::new(status, code, r.body_text())
 }

@@ -4,6 +4,7 @@
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
+pub mod harness;
 use kube::api::{Api, PostParams};
 use showroom::sim::{SimCluster, SimOptions};
 use std::time::Duration;

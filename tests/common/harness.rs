@@ -1,0 +1,149 @@
+//! Runs showroom in-process against a TestCluster, with users and a small HTTP client.
+#![allow(dead_code)]
+
+use super::TestCluster;
+use serde_json::Value;
+use showroom::app::{self, Config, Running};
+use showroom::cluster::sweeper::SweepOptions;
+use showroom::domain::template::{Catalogue, Template};
+use showroom::domain::users::{Role, UserEntry, Users, hash_token};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const SALES: &str = "token-sales-alice";
+pub const OTHER: &str = "token-sales-bob";
+pub const ADMIN: &str = "token-admin-carol";
+
+/// A template for tests: short timeouts, and a `broken` twin whose restore fails.
+pub fn test_catalogue() -> Arc<Catalogue> {
+    let text = |name: &str, snapshot: &str| {
+        format!(
+            r#"
+name: {name}
+displayName: Test {name}
+description: test template
+vcluster: {{version: 0.36.1, cliImage: "ghcr.io/loft-sh/vcluster-cli:0.36.1"}}
+snapshot: {snapshot}
+entrypoint: {{namespace: shop, service: storefront, port: 80}}
+lifecycle:
+  defaults: {{sleepAfterIdle: 1h, deleteAfterIdle: 2h, maxLifetime: 1d}}
+  limits: {{sleepAfterIdle: 2h, deleteAfterIdle: 3h, maxLifetime: 2d}}
+  maxExtension: 1h
+  provisionTimeout: 60s
+  wakeTimeout: 60s
+quota: {{pods: "20"}}
+"#
+        )
+    };
+    let mut cat = Catalogue::default();
+    for (n, s) in [("shop", "oci://example.test/snap/shop:1"), ("broken", "oci://example.test/snap/fail:1")] {
+        cat.templates.insert(n.into(), Template::parse(n, &text(n, s)).unwrap());
+    }
+    Arc::new(cat)
+}
+
+pub fn test_users() -> Arc<Users> {
+    let e = |name: &str, role, token: &str| UserEntry { name: name.into(), role, token_sha256: vec![hash_token(token)], max_demos: None };
+    Arc::new(Users::from_entries(vec![e("alice", Role::Sales, SALES), e("bob", Role::Sales, OTHER), e("carol", Role::Admin, ADMIN)]).unwrap())
+}
+
+pub fn test_config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        sweep_schedule: None,
+        sweep: SweepOptions::default(),
+        activity_interval: Duration::from_millis(500),
+        max_demos_per_user: 3,
+    }
+}
+
+pub async fn start_showroom(tc: &TestCluster, cfg: Config) -> Running {
+    app::install_crd(&tc.client).await.unwrap();
+    let running = app::start(tc.client.clone(), test_catalogue(), test_users(), cfg).await.unwrap();
+    let url = format!("http://{}/readyz", running.addr);
+    super::eventually(Duration::from_secs(10), "showroom ready", || {
+        let url = url.clone();
+        async move { (http("GET", &url, None, None).await.0 == 200).then_some(()) }
+    })
+    .await;
+    running
+}
+
+/// A minimal HTTP/1.1 client: enough for JSON requests against the API.
+pub async fn http(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
+    http_with(method, url, token, body, &[]).await
+}
+
+pub async fn http_with(method: &str, url: &str, token: Option<&str>, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw);
+    let status: u16 = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status line");
+    let payload = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let json = serde_json::from_str(payload).unwrap_or(Value::String(payload.to_string()));
+    (status, json)
+}
+
+/// The API as one user sees it.
+pub struct Client {
+    pub base: String,
+    pub token: String,
+}
+
+impl Client {
+    pub fn new(r: &Running, token: &str) -> Self {
+        Client { base: format!("http://{}", r.addr), token: token.into() }
+    }
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        http("GET", &format!("{}{path}", self.base), Some(&self.token), None).await
+    }
+    pub async fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        http("POST", &format!("{}{path}", self.base), Some(&self.token), Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        http("DELETE", &format!("{}{path}", self.base), Some(&self.token), None).await
+    }
+    /// Starts a demo, retrying on 5xx (the fault-injection tests rely on it).
+    pub async fn start(&self, body: &str) -> Value {
+        for _ in 0..50 {
+            let (code, v) = self.post("/api/v1/demos", body).await;
+            if code == 202 {
+                return v;
+            }
+            assert!(code >= 500, "start refused: {code} {v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("could not start a demo");
+    }
+    pub async fn phase(&self, name: &str) -> Option<String> {
+        let (code, v) = self.get(&format!("/api/v1/demos/{name}")).await;
+        match code {
+            200 => v["phase"].as_str().map(str::to_string),
+            404 => None,
+            _ => Some(format!("HTTP {code}")),
+        }
+    }
+    /// Waits for a phase (None: the demo is gone).
+    pub async fn wait_phase(&self, name: &str, want: Option<&str>, timeout: Duration) {
+        let what = format!("demo {name} to reach {want:?}");
+        super::eventually(timeout, &what, || async { (self.phase(name).await.as_deref() == want).then_some(()) }).await;
+    }
+}
