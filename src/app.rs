@@ -34,7 +34,11 @@ pub struct Config {
 /// Accepts classic 5-field cron (`*/5 * * * *`) as well as the `cron` crate's 6/7 fields.
 pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
     let fields = expr.split_whitespace().count();
-    let full = if fields == 5 { format!("0 {expr}") } else { expr.to_string() };
+    let full = if fields == 5 {
+        format!("0 {expr}")
+    } else {
+        expr.to_string()
+    };
     cron::Schedule::from_str(&full).map_err(|e| format!("invalid cron schedule {expr:?}: {e}"))
 }
 
@@ -72,17 +76,30 @@ impl Running {
     }
 }
 
-pub async fn start(client: Client, catalogue: Arc<Catalogue>, users: Arc<Users>, cfg: Config) -> anyhow::Result<Running> {
-    let schedule = cfg.sweep_schedule.as_deref().map(parse_schedule).transpose().map_err(anyhow::Error::msg)?;
+pub async fn start(
+    client: Client,
+    catalogue: Arc<Catalogue>,
+    users: Arc<Users>,
+    cfg: Config,
+) -> anyhow::Result<Running> {
+    let schedule = cfg
+        .sweep_schedule
+        .as_deref()
+        .map(parse_schedule)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let metrics = Arc::new(Metrics::default());
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut background = Vec::new();
 
     // The Demo cache that every read is served from.
     let (reader, writer) = reflector::store();
-    let stream = reflector(writer, watcher(Api::<Demo>::all(client.clone()), watcher::Config::default()))
-        .default_backoff()
-        .touched_objects();
+    let stream = reflector(
+        writer,
+        watcher(Api::<Demo>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects();
     background.push(tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(r) = stream.next().await {
@@ -110,19 +127,30 @@ pub async fn start(client: Client, catalogue: Arc<Catalogue>, users: Arc<Users>,
         users,
         metrics: metrics.clone(),
         activity,
-        limits: Arc::new(Limits { max_demos_per_user: cfg.max_demos_per_user }),
+        limits: Arc::new(Limits {
+            max_demos_per_user: cfg.max_demos_per_user,
+        }),
         ready,
         recent_creates: Default::default(),
     };
 
-    let ctx = Arc::new(controller::Context { client: client.clone(), catalogue: catalogue.clone(), metrics: metrics.clone() });
+    let ctx = Arc::new(controller::Context {
+        client: client.clone(),
+        catalogue: catalogue.clone(),
+        metrics: metrics.clone(),
+    });
     let mut rx = shutdown_rx.clone();
     let controller = tokio::spawn(controller::run(ctx, async move {
         let _ = rx.wait_for(|s| *s).await;
     }));
 
     if let Some(schedule) = schedule {
-        let (client, catalogue, metrics, opts) = (client.clone(), catalogue.clone(), metrics.clone(), cfg.sweep.clone());
+        let (client, catalogue, metrics, opts) = (
+            client.clone(),
+            catalogue.clone(),
+            metrics.clone(),
+            cfg.sweep.clone(),
+        );
         background.push(tokio::spawn(async move {
             for next in schedule.upcoming(chrono::Utc) {
                 let wait = (next - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
@@ -135,7 +163,9 @@ pub async fn start(client: Client, catalogue: Arc<Catalogue>, users: Arc<Users>,
         }));
     }
 
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let router = web::router(state.clone());
     let mut rx = shutdown_rx;
@@ -143,12 +173,22 @@ pub async fn start(client: Client, catalogue: Arc<Catalogue>, users: Arc<Users>,
         let graceful = async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(graceful).await {
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(graceful)
+            .await
+        {
             tracing::error!(error = %e, "http server stopped");
         }
     });
     tracing::info!(%addr, "showroom listening");
-    Ok(Running { addr, state, shutdown, server, controller, background })
+    Ok(Running {
+        addr,
+        state,
+        shutdown,
+        server,
+        controller,
+        background,
+    })
 }
 
 /// Installs (or updates) the Demo CRD and waits until it is established.
@@ -156,8 +196,20 @@ pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = Demo::crd();
     let name = "demos.showroom.dev";
-    crds.patch(name, &PatchParams::apply("showroom").force(), &Patch::Apply(&crd)).await.context("installing the Demo CRD")?;
-    let established = kube::runtime::wait::await_condition(crds, name, kube::runtime::conditions::is_crd_established());
-    tokio::time::timeout(Duration::from_secs(30), established).await.context("waiting for the Demo CRD")??;
+    crds.patch(
+        name,
+        &PatchParams::apply("showroom").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .context("installing the Demo CRD")?;
+    let established = kube::runtime::wait::await_condition(
+        crds,
+        name,
+        kube::runtime::conditions::is_crd_established(),
+    );
+    tokio::time::timeout(Duration::from_secs(30), established)
+        .await
+        .context("waiting for the Demo CRD")??;
     Ok(())
 }

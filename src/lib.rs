@@ -5,10 +5,10 @@
 //! - [`web`]: the JSON API.
 //! - [`sim`]: the simulated host cluster for tests and `showroom dev`.
 
-pub mod k8s;
-pub mod sim;
-pub mod domain;
-pub mod cluster;
-pub mod metrics;
-pub mod web;
 pub mod app;
+pub mod cluster;
+pub mod domain;
+pub mod k8s;
+pub mod metrics;
+pub mod sim;
+pub mod web;

@@ -14,10 +14,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "showroom", version, about = "Live product demos on Kubernetes: vClusters from snapshot templates, with leases, sleep and wake")]
+#[command(
+    name = "showroom",
+    version,
+    about = "Live product demos on Kubernetes: vClusters from snapshot templates, with leases, sleep and wake"
+)]
 struct Cli {
     /// Log format: text or json.
-    #[arg(long, global = true, env = "SHOWROOM_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "SHOWROOM_LOG_FORMAT",
+        default_value = "text"
+    )]
     log_format: String,
     #[command(subcommand)]
     command: Command,
@@ -54,7 +63,11 @@ enum Command {
         #[arg(long, env = "SHOWROOM_LISTEN", default_value = "0.0.0.0:8080")]
         listen: SocketAddr,
         /// Users, roles and token hashes (YAML).
-        #[arg(long, env = "SHOWROOM_USERS", default_value = "/etc/showroom/users.yaml")]
+        #[arg(
+            long,
+            env = "SHOWROOM_USERS",
+            default_value = "/etc/showroom/users.yaml"
+        )]
         users: PathBuf,
         #[command(flatten)]
         args: ServeArgs,
@@ -121,14 +134,20 @@ fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
 
 fn parse_std_duration(s: &str) -> Result<std::time::Duration, String> {
     if let Some(ms) = s.strip_suffix("ms") {
-        return ms.parse::<u64>().map(std::time::Duration::from_millis).map_err(|e| format!("invalid duration {s:?}: {e}"));
+        return ms
+            .parse::<u64>()
+            .map(std::time::Duration::from_millis)
+            .map_err(|e| format!("invalid duration {s:?}: {e}"));
     }
     duration::parse(s)?.to_std().map_err(|e| e.to_string())
 }
 
 fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOWROOM_LOG").unwrap_or_else(|_| "info,kube=warn,hyper=warn".into());
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOWROOM_LOG")
+        .unwrap_or_else(|_| "info,kube=warn,hyper=warn".into());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         b.json().init();
     } else {
@@ -141,7 +160,11 @@ fn load_catalogue(dir: &Path) -> anyhow::Result<Catalogue> {
         for e in &errs {
             eprintln!("error: {e}");
         }
-        anyhow::anyhow!("{} invalid template file(s) in {}", errs.len(), dir.display())
+        anyhow::anyhow!(
+            "{} invalid template file(s) in {}",
+            errs.len(),
+            dir.display()
+        )
     })
 }
 
@@ -153,7 +176,10 @@ fn config(listen: SocketAddr, a: &ServeArgs) -> anyhow::Result<Config> {
     Ok(Config {
         listen,
         sweep_schedule: schedule,
-        sweep: SweepOptions { orphan_grace: a.orphan_grace, stuck_after: a.stuck_after },
+        sweep: SweepOptions {
+            orphan_grace: a.orphan_grace,
+            stuck_after: a.stuck_after,
+        },
         activity_interval: a.activity_interval,
         max_demos_per_user: a.max_demos_per_user,
     })
@@ -163,7 +189,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -189,40 +216,82 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             print!("{}", showroom::cluster::crd::crd_yaml());
             Ok(())
         }
-        Command::Templates { command: TemplatesCommand::Check { dir } } => {
+        Command::Templates {
+            command: TemplatesCommand::Check { dir },
+        } => {
             let cat = load_catalogue(&dir)?;
-            println!("{} template(s) OK: {}", cat.templates.len(), cat.templates.keys().cloned().collect::<Vec<_>>().join(", "));
+            println!(
+                "{} template(s) OK: {}",
+                cat.templates.len(),
+                cat.templates.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
             Ok(())
         }
-        Command::Users { command: UsersCommand::NewToken { name, role } } => {
+        Command::Users {
+            command: UsersCommand::NewToken { name, role },
+        } => {
             let role = match role.as_str() {
                 "sales" => Role::Sales,
                 "admin" => Role::Admin,
                 other => bail!("--role: {other:?} is not sales or admin"),
             };
             let token = new_token();
-            let entry = UserEntry { name, role, token_sha256: vec![hash_token(&token)], max_demos: None };
+            let entry = UserEntry {
+                name,
+                role,
+                token_sha256: vec![hash_token(&token)],
+                max_demos: None,
+            };
             println!("# token (give it to the user; it is not stored): {token}");
-            print!("{}", serde_saphyr::to_string(&vec![entry]).context("rendering the entry")?);
+            print!(
+                "{}",
+                serde_saphyr::to_string(&vec![entry]).context("rendering the entry")?
+            );
             Ok(())
         }
-        Command::Serve { listen, users, args } => {
+        Command::Serve {
+            listen,
+            users,
+            args,
+        } => {
             let catalogue = Arc::new(load_catalogue(&args.snapshots)?);
-            let text = std::fs::read_to_string(&users).with_context(|| format!("reading users file {}", users.display()))?;
-            let users = Arc::new(Users::parse(&users.display().to_string(), &text).map_err(anyhow::Error::msg)?);
-            let client = kube::Client::try_default().await.context("connecting to Kubernetes (KUBECONFIG or in-cluster)")?;
+            let text = std::fs::read_to_string(&users)
+                .with_context(|| format!("reading users file {}", users.display()))?;
+            let users = Arc::new(
+                Users::parse(&users.display().to_string(), &text).map_err(anyhow::Error::msg)?,
+            );
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to Kubernetes (KUBECONFIG or in-cluster)")?;
             let running = app::start(client, catalogue, users, config(listen, &args)?).await?;
             shutdown_signal().await;
             tracing::info!("shutting down");
             running.stop().await;
             Ok(())
         }
-        Command::Dev { port, state_dir, boot_delay, args } => dev(port, state_dir, boot_delay, args).await,
-        Command::Sweep { dry_run, snapshots, orphan_grace, stuck_after } => {
+        Command::Dev {
+            port,
+            state_dir,
+            boot_delay,
+            args,
+        } => dev(port, state_dir, boot_delay, args).await,
+        Command::Sweep {
+            dry_run,
+            snapshots,
+            orphan_grace,
+            stuck_after,
+        } => {
             let catalogue = load_catalogue(&snapshots)?;
-            let client = kube::Client::try_default().await.context("connecting to Kubernetes (KUBECONFIG or in-cluster)")?;
-            let opts = SweepOptions { orphan_grace, stuck_after };
-            let plan = sweeper::plan(&client, &catalogue, &opts).await.context("listing demos and namespaces")?;
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to Kubernetes (KUBECONFIG or in-cluster)")?;
+            let opts = SweepOptions {
+                orphan_grace,
+                stuck_after,
+            };
+            let plan = sweeper::plan(&client, &catalogue, &opts)
+                .await
+                .context("listing demos and namespaces")?;
             print!("{}", plan.table());
             if dry_run {
                 println!("(dry run: nothing changed)");
@@ -231,7 +300,16 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let results = sweeper::execute(&client, &plan, &Metrics::default()).await;
             let failed: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).collect();
             for (it, r) in &failed {
-                eprintln!("failed: {} {} {}: {}", it.kind, it.name, it.action, r.as_ref().err().map(ToString::to_string).unwrap_or_default());
+                eprintln!(
+                    "failed: {} {} {}: {}",
+                    it.kind,
+                    it.name,
+                    it.action,
+                    r.as_ref()
+                        .err()
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                );
             }
             if !failed.is_empty() {
                 bail!("{} of {} sweep step(s) failed", failed.len(), results.len());
@@ -241,17 +319,38 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
     }
 }
 
-async fn dev(port: u16, state_dir: PathBuf, boot_delay: std::time::Duration, args: ServeArgs) -> anyhow::Result<()> {
+async fn dev(
+    port: u16,
+    state_dir: PathBuf,
+    boot_delay: std::time::Duration,
+    args: ServeArgs,
+) -> anyhow::Result<()> {
     let catalogue = Arc::new(load_catalogue(&args.snapshots)?);
-    std::fs::create_dir_all(&state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
     let state_dir = state_dir.canonicalize()?;
-    let sim = SimCluster::start(SimOptions { boot_delay, state_dir: Some(state_dir.clone()), ..Default::default() }).await?;
+    let sim = SimCluster::start(SimOptions {
+        boot_delay,
+        state_dir: Some(state_dir.clone()),
+        ..Default::default()
+    })
+    .await?;
     let client = sim.client().await?;
     app::install_crd(&client).await?;
     let (sales_token, admin_token) = (new_token(), new_token());
     let users = Users::from_entries(vec![
-        UserEntry { name: "sales".into(), role: Role::Sales, token_sha256: vec![hash_token(&sales_token)], max_demos: None },
-        UserEntry { name: "admin".into(), role: Role::Admin, token_sha256: vec![hash_token(&admin_token)], max_demos: None },
+        UserEntry {
+            name: "sales".into(),
+            role: Role::Sales,
+            token_sha256: vec![hash_token(&sales_token)],
+            max_demos: None,
+        },
+        UserEntry {
+            name: "admin".into(),
+            role: Role::Admin,
+            token_sha256: vec![hash_token(&admin_token)],
+            max_demos: None,
+        },
     ])
     .map_err(anyhow::Error::msg)?;
     let listen: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -262,12 +361,17 @@ async fn dev(port: u16, state_dir: PathBuf, boot_delay: std::time::Duration, arg
         "kubeconfig": sim.kubeconfig_path().display().to_string(),
     });
     let dev_json = state_dir.join("dev.json");
-    std::fs::write(&dev_json, serde_json::to_string_pretty(&info)?).with_context(|| format!("writing {}", dev_json.display()))?;
+    std::fs::write(&dev_json, serde_json::to_string_pretty(&info)?)
+        .with_context(|| format!("writing {}", dev_json.display()))?;
     println!("showroom dev is running on a simulated cluster");
     println!("  url:         {url}");
     println!("  sales token: {sales_token}");
     println!("  admin token: {admin_token}");
-    println!("  kubeconfig:  {}   (kubectl --kubeconfig {} get demos)", sim.kubeconfig_path().display(), sim.kubeconfig_path().display());
+    println!(
+        "  kubeconfig:  {}   (kubectl --kubeconfig {} get demos)",
+        sim.kubeconfig_path().display(),
+        sim.kubeconfig_path().display()
+    );
     println!("  written to:  {}", dev_json.display());
     println!("try: curl -s -H 'Authorization: Bearer {sales_token}' {url}/api/v1/templates");
     shutdown_signal().await;

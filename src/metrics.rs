@@ -27,17 +27,41 @@ impl Default for Metrics {
         let demos = Family::<Labels, Gauge>::default();
         r.register("demos", "Demos by phase and template", demos.clone());
         let provisioning_seconds = Histogram::new(exponential_buckets(1.0, 2.0, 12));
-        r.register("provisioning_duration_seconds", "From creation to Ready", provisioning_seconds.clone());
+        r.register(
+            "provisioning_duration_seconds",
+            "From creation to Ready",
+            provisioning_seconds.clone(),
+        );
         let wake_seconds = Histogram::new(exponential_buckets(0.5, 2.0, 12));
-        r.register("wake_duration_seconds", "From wake request to Ready", wake_seconds.clone());
+        r.register(
+            "wake_duration_seconds",
+            "From wake request to Ready",
+            wake_seconds.clone(),
+        );
         let sweep_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 14));
-        r.register("sweep_duration_seconds", "Duration of one cleanup sweep", sweep_seconds.clone());
+        r.register(
+            "sweep_duration_seconds",
+            "Duration of one cleanup sweep",
+            sweep_seconds.clone(),
+        );
         let sweep_actions = Family::<Labels, Counter>::default();
-        r.register("sweep_actions", "Actions taken by the sweep, by kind", sweep_actions.clone());
+        r.register(
+            "sweep_actions",
+            "Actions taken by the sweep, by kind",
+            sweep_actions.clone(),
+        );
         let lifecycle_actions = Family::<Labels, Counter>::default();
-        r.register("lifecycle_actions", "Sleeps, deletions and failures decided by the controller", lifecycle_actions.clone());
+        r.register(
+            "lifecycle_actions",
+            "Sleeps, deletions and failures decided by the controller",
+            lifecycle_actions.clone(),
+        );
         let api_errors = Family::<Labels, Counter>::default();
-        r.register("api_errors", "JSON API error responses, by status code", api_errors.clone());
+        r.register(
+            "api_errors",
+            "JSON API error responses, by status code",
+            api_errors.clone(),
+        );
         Metrics {
             registry: Mutex::new(r),
             demos,

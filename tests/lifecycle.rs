@@ -7,8 +7,8 @@ use common::harness::*;
 use common::{TestCluster, eventually};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, ListParams};
 use kube::ResourceExt;
+use kube::api::{Api, ListParams};
 use serde_json::Value;
 use showroom::cluster::crd::Demo;
 use showroom::sim::SimOptions;
@@ -17,7 +17,11 @@ use std::time::Duration;
 const T: Duration = Duration::from_secs(30);
 
 async fn cluster() -> TestCluster {
-    TestCluster::start_with(SimOptions { boot_delay: Duration::from_millis(300), ..Default::default() }).await
+    TestCluster::start_with(SimOptions {
+        boot_delay: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await
 }
 
 fn name_of(v: &Value) -> String {
@@ -25,7 +29,11 @@ fn name_of(v: &Value) -> String {
 }
 
 async fn namespace_exists(tc: &TestCluster, ns: &str) -> bool {
-    Api::<Namespace>::all(tc.client.clone()).get_opt(ns).await.unwrap().is_some()
+    Api::<Namespace>::all(tc.client.clone())
+        .get_opt(ns)
+        .await
+        .unwrap()
+        .is_some()
 }
 
 #[tokio::test]
@@ -48,19 +56,45 @@ async fn whole_life_start_ready_sleep_wake_idle_delete() {
     assert_eq!(progress.len(), 6, "{progress:?}");
     alice.wait_phase(&name, Some("Ready"), T).await;
     let (_, v) = alice.get(&format!("/api/v1/demos/{name}")).await;
-    assert!(v["readyAt"].is_string() && v["namespace"] == name.as_str(), "{v}");
-    assert!(v["progress"].as_array().unwrap().iter().all(|s| s["state"] == "Done"), "{v}");
+    assert!(
+        v["readyAt"].is_string() && v["namespace"] == name.as_str(),
+        "{v}"
+    );
+    assert!(
+        v["progress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"] == "Done"),
+        "{v}"
+    );
 
     // Idle: falls asleep by itself, exactly as `vcluster pause` leaves it.
     alice.wait_phase(&name, Some("Sleeping"), T).await;
-    let sts = Api::<StatefulSet>::namespaced(tc.client.clone(), &name).get(&name).await.unwrap();
+    let sts = Api::<StatefulSet>::namespaced(tc.client.clone(), &name)
+        .get(&name)
+        .await
+        .unwrap();
     assert_eq!(sts.spec.as_ref().unwrap().replicas, Some(0));
-    assert_eq!(sts.annotations().get("loft.sh/paused").map(String::as_str), Some("true"));
-    assert_eq!(sts.annotations().get("loft.sh/paused-replicas").map(String::as_str), Some("1"));
+    assert_eq!(
+        sts.annotations().get("loft.sh/paused").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        sts.annotations()
+            .get("loft.sh/paused-replicas")
+            .map(String::as_str),
+        Some("1")
+    );
     assert!(sts.annotations().contains_key("loft.sh/paused-date"));
     let pods = Api::<Pod>::namespaced(tc.client.clone(), &name);
     eventually(T, "workload pods gone", || async {
-        pods.list(&ListParams::default().labels(&format!("vcluster.loft.sh/managed-by={name}"))).await.unwrap().items.is_empty().then_some(())
+        pods.list(&ListParams::default().labels(&format!("vcluster.loft.sh/managed-by={name}")))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+            .then_some(())
     })
     .await;
 
@@ -68,7 +102,10 @@ async fn whole_life_start_ready_sleep_wake_idle_delete() {
     let (code, _) = alice.post(&format!("/api/v1/demos/{name}/wake"), "").await;
     assert_eq!(code, 202);
     alice.wait_phase(&name, Some("Ready"), T).await;
-    let sts = Api::<StatefulSet>::namespaced(tc.client.clone(), &name).get(&name).await.unwrap();
+    let sts = Api::<StatefulSet>::namespaced(tc.client.clone(), &name)
+        .get(&name)
+        .await
+        .unwrap();
     assert_eq!(sts.spec.as_ref().unwrap().replicas, Some(1));
     assert!(!sts.annotations().contains_key("loft.sh/paused"));
 
@@ -79,7 +116,10 @@ async fn whole_life_start_ready_sleep_wake_idle_delete() {
 
     // Idle deletion: the demo and its namespace disappear.
     alice.wait_phase(&name, None, T).await;
-    eventually(T, "namespace gone", || async { (!namespace_exists(&tc, &name).await).then_some(()) }).await;
+    eventually(T, "namespace gone", || async {
+        (!namespace_exists(&tc, &name).await).then_some(())
+    })
+    .await;
     app.stop().await;
 }
 
@@ -93,7 +133,10 @@ async fn delete_goes_through_deleting_and_removes_the_namespace() {
     let (code, v) = alice.delete(&format!("/api/v1/demos/{name}")).await;
     assert_eq!((code, v["phase"].as_str()), (202, Some("Deleting")));
     alice.wait_phase(&name, None, T).await;
-    assert!(!namespace_exists(&tc, &name).await, "the Demo is released only once its namespace is gone");
+    assert!(
+        !namespace_exists(&tc, &name).await,
+        "the Demo is released only once its namespace is gone"
+    );
     app.stop().await;
 }
 
@@ -105,24 +148,41 @@ async fn max_lifetime_deletes_and_extension_is_bounded() {
     let name = name_of(&alice.start(r#"{"template": "shop"}"#).await);
     let (_, before) = alice.get(&format!("/api/v1/demos/{name}")).await;
     // Within the template's 1h maxExtension: accepted, expiry moves by 30m.
-    let (code, after) = alice.post(&format!("/api/v1/demos/{name}/extend"), r#"{"by": "30m"}"#).await;
+    let (code, after) = alice
+        .post(&format!("/api/v1/demos/{name}/extend"), r#"{"by": "30m"}"#)
+        .await;
     assert_eq!(code, 200, "{after}");
-    let t = |v: &Value| chrono::DateTime::parse_from_rfc3339(v["expiresAt"].as_str().unwrap()).unwrap();
+    let t =
+        |v: &Value| chrono::DateTime::parse_from_rfc3339(v["expiresAt"].as_str().unwrap()).unwrap();
     assert_eq!((t(&after) - t(&before)).num_minutes(), 30);
     // Beyond it: refused, nothing changed.
-    let (code, err) = alice.post(&format!("/api/v1/demos/{name}/extend"), r#"{"by": "31m"}"#).await;
+    let (code, err) = alice
+        .post(&format!("/api/v1/demos/{name}/extend"), r#"{"by": "31m"}"#)
+        .await;
     assert_eq!(code, 422, "{err}");
-    assert!(err["error"]["message"].as_str().unwrap().contains("limit"), "{err}");
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("limit"),
+        "{err}"
+    );
     let (_, now) = alice.get(&format!("/api/v1/demos/{name}")).await;
     assert_eq!(t(&now), t(&after));
-    let (code, _) = alice.post(&format!("/api/v1/demos/{name}/extend"), r#"{"by": "soon"}"#).await;
+    let (code, _) = alice
+        .post(&format!("/api/v1/demos/{name}/extend"), r#"{"by": "soon"}"#)
+        .await;
     assert_eq!(code, 400);
 
     // An admin may create a demo with a 3s lifetime: it is deleted at expiry.
     let carol = Client::new(&app, ADMIN);
-    let short = name_of(&carol.start(r#"{"template": "shop", "maxLifetime": "3s"}"#).await);
+    let short = name_of(
+        &carol
+            .start(r#"{"template": "shop", "maxLifetime": "3s"}"#)
+            .await,
+    );
     carol.wait_phase(&short, None, T).await;
-    eventually(T, "namespace gone", || async { (!namespace_exists(&tc, &short).await).then_some(()) }).await;
+    eventually(T, "namespace gone", || async {
+        (!namespace_exists(&tc, &short).await).then_some(())
+    })
+    .await;
     app.stop().await;
 }
 
@@ -136,11 +196,26 @@ async fn a_failing_restore_ends_in_failed_and_leaves_nothing_behind() {
     let (_, v) = alice.get(&format!("/api/v1/demos/{name}")).await;
     let msg = v["message"].as_str().unwrap();
     assert!(msg.contains("restore") && msg.contains("failed"), "{msg}");
-    let restore = v["progress"].as_array().unwrap().iter().find(|s| s["name"] == "restore").unwrap().clone();
+    let restore = v["progress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "restore")
+        .unwrap()
+        .clone();
     assert_eq!(restore["state"], "Failed");
-    eventually(T, "namespace cleaned up", || async { (!namespace_exists(&tc, &name).await).then_some(()) }).await;
+    eventually(T, "namespace cleaned up", || async {
+        (!namespace_exists(&tc, &name).await).then_some(())
+    })
+    .await;
     // A failed demo cannot be woken; it can be deleted.
-    assert_eq!(alice.post(&format!("/api/v1/demos/{name}/wake"), "").await.0, 409);
+    assert_eq!(
+        alice
+            .post(&format!("/api/v1/demos/{name}/wake"), "")
+            .await
+            .0,
+        409
+    );
     assert_eq!(alice.delete(&format!("/api/v1/demos/{name}")).await.0, 202);
     alice.wait_phase(&name, None, T).await;
     app.stop().await;
@@ -157,13 +232,25 @@ async fn idempotency_key_and_per_user_limit() {
     let (c2, b) = http_with("POST", &url, Some(SALES), Some(body), &key).await;
     assert_eq!((c1, c2), (202, 202));
     assert_eq!(a["name"], b["name"], "the same key makes one demo");
-    let demos = Api::<Demo>::all(tc.client.clone()).list(&ListParams::default()).await.unwrap();
-    assert_eq!(demos.items.iter().filter(|d| d.spec.owner == "alice").count(), 1);
+    let demos = Api::<Demo>::all(tc.client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        demos
+            .items
+            .iter()
+            .filter(|d| d.spec.owner == "alice")
+            .count(),
+        1
+    );
 
     // 20 concurrent starts by bob, whose limit is 3: exactly 3 demos.
     let starts = (0..20).map(|_| {
         let url = url.clone();
-        tokio::spawn(async move { http("POST", &url, Some(OTHER), Some(r#"{"template": "shop"}"#)).await })
+        tokio::spawn(async move {
+            http("POST", &url, Some(OTHER), Some(r#"{"template": "shop"}"#)).await
+        })
     });
     let mut codes = Vec::new();
     for s in starts {
@@ -171,8 +258,14 @@ async fn idempotency_key_and_per_user_limit() {
     }
     assert_eq!(codes.iter().filter(|c| **c == 202).count(), 3, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| **c == 429).count(), 17, "{codes:?}");
-    let demos = Api::<Demo>::all(tc.client.clone()).list(&ListParams::default()).await.unwrap();
-    assert_eq!(demos.items.iter().filter(|d| d.spec.owner == "bob").count(), 3);
+    let demos = Api::<Demo>::all(tc.client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        demos.items.iter().filter(|d| d.spec.owner == "bob").count(),
+        3
+    );
     app.stop().await;
 }
 
@@ -180,17 +273,43 @@ async fn idempotency_key_and_per_user_limit() {
 async fn users_see_and_touch_only_their_own_demos() {
     let tc = cluster().await;
     let app = start_showroom(&tc, test_config()).await;
-    let (alice, bob, carol) = (Client::new(&app, SALES), Client::new(&app, OTHER), Client::new(&app, ADMIN));
+    let (alice, bob, carol) = (
+        Client::new(&app, SALES),
+        Client::new(&app, OTHER),
+        Client::new(&app, ADMIN),
+    );
     let name = name_of(&alice.start(r#"{"template": "shop"}"#).await);
-    eventually(T, "cache has the demo", || async { (alice.get("/api/v1/demos").await.1["demos"].as_array().unwrap().len() == 1).then_some(()) }).await;
-    assert_eq!(bob.get("/api/v1/demos").await.1["demos"].as_array().unwrap().len(), 0);
-    for (method, path) in [("GET", ""), ("POST", "/sleep"), ("POST", "/wake"), ("POST", "/activity"), ("DELETE", "")] {
+    eventually(T, "cache has the demo", || async {
+        (alice.get("/api/v1/demos").await.1["demos"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        bob.get("/api/v1/demos").await.1["demos"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    for (method, path) in [
+        ("GET", ""),
+        ("POST", "/sleep"),
+        ("POST", "/wake"),
+        ("POST", "/activity"),
+        ("DELETE", ""),
+    ] {
         let url = format!("{}/api/v1/demos/{name}{path}", bob.base);
         let (code, v) = http(method, &url, Some(OTHER), None).await;
         assert_eq!(code, 403, "{method} {path}: {v}");
         assert_eq!(v["error"]["code"], "forbidden");
     }
-    let (code, _) = bob.post(&format!("/api/v1/demos/{name}/extend"), r#"{"by": "1m"}"#).await;
+    let (code, _) = bob
+        .post(&format!("/api/v1/demos/{name}/extend"), r#"{"by": "1m"}"#)
+        .await;
     assert_eq!(code, 403);
     assert_eq!(bob.get("/api/v1/demos?all=true").await.0, 403);
     let (code, all) = carol.get("/api/v1/demos?all=true").await;
@@ -199,28 +318,74 @@ async fn users_see_and_touch_only_their_own_demos() {
     // Bad input: clear errors, nothing created.
     let anon = http("GET", &format!("{}/api/v1/demos", alice.base), None, None).await;
     assert_eq!(anon.0, 401);
-    assert_eq!(http("GET", &format!("{}/api/v1/demos", alice.base), Some("nope"), None).await.0, 401);
+    assert_eq!(
+        http(
+            "GET",
+            &format!("{}/api/v1/demos", alice.base),
+            Some("nope"),
+            None
+        )
+        .await
+        .0,
+        401
+    );
     let cases: [(&str, u16, &str); 6] = [
         ("{not json", 400, "bad_request"),
         (r#"{"template": "nope"}"#, 422, "unprocessable"),
-        (r#"{"template": "shop", "colour": "red"}"#, 400, "bad_request"),
-        (r#"{"template": "shop", "sleepAfterIdle": "forever"}"#, 400, "bad_request"),
-        (r#"{"template": "shop", "sleepAfterIdle": "5h"}"#, 403, "forbidden"),
+        (
+            r#"{"template": "shop", "colour": "red"}"#,
+            400,
+            "bad_request",
+        ),
+        (
+            r#"{"template": "shop", "sleepAfterIdle": "forever"}"#,
+            400,
+            "bad_request",
+        ),
+        (
+            r#"{"template": "shop", "sleepAfterIdle": "5h"}"#,
+            403,
+            "forbidden",
+        ),
         (r#"{"template": 7}"#, 400, "bad_request"),
     ];
     for (body, code, kind) in cases {
         let (c, v) = alice.post("/api/v1/demos", body).await;
-        assert_eq!((c, v["error"]["code"].as_str()), (code, Some(kind)), "{body}: {v}");
+        assert_eq!(
+            (c, v["error"]["code"].as_str()),
+            (code, Some(kind)),
+            "{body}: {v}"
+        );
     }
     let (_, v) = alice.post("/api/v1/demos", r#"{"template": "nope"}"#).await;
-    assert!(v["error"]["message"].as_str().unwrap().contains("\"nope\""), "names the template: {v}");
-    let (_, v) = alice.post("/api/v1/demos", r#"{"template": "shop", "sleepAfterIdle": "forever"}"#).await;
-    assert!(v["error"]["message"].as_str().unwrap().contains("sleepAfterIdle"), "names the field: {v}");
-    let big = format!(r#"{{"template": "shop", "title": "{}"}}"#, "x".repeat(100_000));
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("\"nope\""),
+        "names the template: {v}"
+    );
+    let (_, v) = alice
+        .post(
+            "/api/v1/demos",
+            r#"{"template": "shop", "sleepAfterIdle": "forever"}"#,
+        )
+        .await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sleepAfterIdle"),
+        "names the field: {v}"
+    );
+    let big = format!(
+        r#"{{"template": "shop", "title": "{}"}}"#,
+        "x".repeat(100_000)
+    );
     assert_eq!(alice.post("/api/v1/demos", &big).await.0, 413);
     assert_eq!(alice.get("/api/v1/demos/demo-doesnotexist").await.0, 404);
     assert_eq!(alice.get("/api/v1/nowhere").await.0, 404);
-    let demos = Api::<Demo>::all(tc.client.clone()).list(&ListParams::default()).await.unwrap();
+    let demos = Api::<Demo>::all(tc.client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap();
     assert_eq!(demos.items.len(), 1, "bad requests created nothing");
     // Templates are listed; metrics and probes answer.
     let (code, t) = alice.get("/api/v1/templates").await;
@@ -228,7 +393,10 @@ async fn users_see_and_touch_only_their_own_demos() {
     let (code, m) = http("GET", &format!("{}/metrics", alice.base), None, None).await;
     let m = m.as_str().unwrap_or_default().to_string();
     assert_eq!(code, 200);
-    assert!(m.contains("showroom_demos{") && m.contains("showroom_api_errors_total"), "{m}");
+    assert!(
+        m.contains("showroom_demos{") && m.contains("showroom_api_errors_total"),
+        "{m}"
+    );
     app.stop().await;
 }
 
@@ -241,14 +409,29 @@ async fn activity_is_coalesced() {
     alice.wait_phase(&name, Some("Ready"), T).await;
     let writes_before = app.state.activity.writes();
     for _ in 0..30 {
-        assert_eq!(alice.post(&format!("/api/v1/demos/{name}/activity"), "").await.0, 202);
+        assert_eq!(
+            alice
+                .post(&format!("/api/v1/demos/{name}/activity"), "")
+                .await
+                .0,
+            202
+        );
     }
     // The interval is 500ms: a burst makes one immediate write and at most one more.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let writes = app.state.activity.writes() - writes_before;
-    assert!((1..=2).contains(&writes), "{writes} status writes for 30 activity calls");
-    let d = Api::<Demo>::all(tc.client.clone()).get(&name).await.unwrap();
+    assert!(
+        (1..=2).contains(&writes),
+        "{writes} status writes for 30 activity calls"
+    );
+    let d = Api::<Demo>::all(tc.client.clone())
+        .get(&name)
+        .await
+        .unwrap();
     let last = d.status.unwrap().last_activity.unwrap();
-    assert!((chrono::Utc::now() - last).num_seconds() < 5, "lastActivity was written");
+    assert!(
+        (chrono::Utc::now() - last).num_seconds() < 5,
+        "lastActivity was written"
+    );
     app.stop().await;
 }

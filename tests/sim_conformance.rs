@@ -9,7 +9,9 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::core::{DynamicObject, GroupVersionKind};
 use kube::discovery::{ApiResource, Discovery};
 use kube::runtime::watcher;
@@ -19,7 +21,10 @@ use showroom::sim::faults::FaultSettings;
 use std::time::Duration;
 
 fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}})).unwrap()
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}}),
+    )
+    .unwrap()
 }
 
 fn status_of(e: kube::Error) -> (u16, String) {
@@ -34,20 +39,40 @@ async fn discovery_lists_every_type_showroom_uses() {
     let tc = TestCluster::start().await;
     let d = Discovery::new(tc.client.clone()).run().await.unwrap();
     let want = [
-        ("", "v1", "Namespace"), ("", "v1", "Secret"), ("", "v1", "ConfigMap"), ("", "v1", "Service"),
-        ("", "v1", "ServiceAccount"), ("", "v1", "Pod"), ("", "v1", "ResourceQuota"), ("", "v1", "LimitRange"),
-        ("", "v1", "PersistentVolumeClaim"), ("", "v1", "Event"), ("apps", "v1", "StatefulSet"), ("batch", "v1", "Job"),
-        ("coordination.k8s.io", "v1", "Lease"), ("rbac.authorization.k8s.io", "v1", "Role"),
-        ("rbac.authorization.k8s.io", "v1", "RoleBinding"), ("events.k8s.io", "v1", "Event"),
+        ("", "v1", "Namespace"),
+        ("", "v1", "Secret"),
+        ("", "v1", "ConfigMap"),
+        ("", "v1", "Service"),
+        ("", "v1", "ServiceAccount"),
+        ("", "v1", "Pod"),
+        ("", "v1", "ResourceQuota"),
+        ("", "v1", "LimitRange"),
+        ("", "v1", "PersistentVolumeClaim"),
+        ("", "v1", "Event"),
+        ("apps", "v1", "StatefulSet"),
+        ("batch", "v1", "Job"),
+        ("coordination.k8s.io", "v1", "Lease"),
+        ("rbac.authorization.k8s.io", "v1", "Role"),
+        ("rbac.authorization.k8s.io", "v1", "RoleBinding"),
+        ("events.k8s.io", "v1", "Event"),
         ("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
     ];
     for (g, v, k) in want {
         let gvk = GroupVersionKind::gvk(g, v, k);
-        assert!(d.resolve_gvk(&gvk).is_some(), "discovery misses {g}/{v} {k}");
+        assert!(
+            d.resolve_gvk(&gvk).is_some(),
+            "discovery misses {g}/{v} {k}"
+        );
     }
-    let (_, caps) = d.resolve_gvk(&GroupVersionKind::gvk("apps", "v1", "StatefulSet")).unwrap();
-    assert!(caps.subresources.iter().any(|(r, _)| r.plural == "statefulsets/scale" || r.plural == "scale"),
-        "statefulsets/scale is discovered");
+    let (_, caps) = d
+        .resolve_gvk(&GroupVersionKind::gvk("apps", "v1", "StatefulSet"))
+        .unwrap();
+    assert!(
+        caps.subresources
+            .iter()
+            .any(|(r, _)| r.plural == "statefulsets/scale" || r.plural == "scale"),
+        "statefulsets/scale is discovered"
+    );
 }
 
 #[tokio::test]
@@ -55,18 +80,32 @@ async fn create_get_update_conflict_and_delete() {
     let mut tc = TestCluster::start().await;
     let ns = tc.namespace().await;
     let api: Api<ConfigMap> = Api::namespaced(tc.client.clone(), &ns);
-    let created = api.create(&PostParams::default(), &cm("a", json!({}))).await.unwrap();
+    let created = api
+        .create(&PostParams::default(), &cm("a", json!({})))
+        .await
+        .unwrap();
     assert!(created.uid().is_some());
     assert!(created.creation_timestamp().is_some());
-    let (code, reason) = status_of(api.create(&PostParams::default(), &cm("a", json!({}))).await.unwrap_err());
+    let (code, reason) = status_of(
+        api.create(&PostParams::default(), &cm("a", json!({})))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((code, reason.as_str()), (409, "AlreadyExists"));
 
     // An update with the current resourceVersion succeeds; a stale one is refused.
     let mut fresh = created.clone();
     fresh.data = Some([("k".to_string(), "v2".to_string())].into());
-    let updated = api.replace("a", &PostParams::default(), &fresh).await.unwrap();
+    let updated = api
+        .replace("a", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
     assert_ne!(updated.resource_version(), created.resource_version());
-    let (code, reason) = status_of(api.replace("a", &PostParams::default(), &fresh).await.unwrap_err());
+    let (code, reason) = status_of(
+        api.replace("a", &PostParams::default(), &fresh)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((code, reason.as_str()), (409, "Conflict"));
 
     let (code, reason) = status_of(api.get("missing").await.unwrap_err());
@@ -90,27 +129,71 @@ async fn merge_json_and_apply_patches() {
     let mut tc = TestCluster::start().await;
     let ns = tc.namespace().await;
     let api: Api<ConfigMap> = Api::namespaced(tc.client.clone(), &ns);
-    api.create(&PostParams::default(), &cm("p", json!({"a": "1"}))).await.unwrap();
-    let p = api.patch("p", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"b": "2"}}, "data": {"k": null, "n": "x"}}))).await.unwrap();
+    api.create(&PostParams::default(), &cm("p", json!({"a": "1"})))
+        .await
+        .unwrap();
+    let p = api
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"b": "2"}}, "data": {"k": null, "n": "x"}}),
+            ),
+        )
+        .await
+        .unwrap();
     assert_eq!(p.labels().get("b").map(String::as_str), Some("2"));
     assert_eq!(p.data.as_ref().unwrap().get("k"), None);
     let ops: json_patch::Patch = serde_json::from_value(json!([{"op": "add", "path": "/data/j", "value": "y"}, {"op": "remove", "path": "/data/n"}])).unwrap();
-    let p = api.patch("p", &PatchParams::default(), &Patch::<()>::Json(ops)).await.unwrap();
-    assert_eq!(p.data.as_ref().unwrap().get("j").map(String::as_str), Some("y"));
+    let p = api
+        .patch("p", &PatchParams::default(), &Patch::<()>::Json(ops))
+        .await
+        .unwrap();
+    assert_eq!(
+        p.data.as_ref().unwrap().get("j").map(String::as_str),
+        Some("y")
+    );
     assert!(p.data.as_ref().unwrap().get("n").is_none());
     // A JSON patch whose test fails is refused and changes nothing.
-    let bad: json_patch::Patch = serde_json::from_value(json!([{"op": "test", "path": "/data/j", "value": "nope"}])).unwrap();
-    let (code, _) = status_of(api.patch("p", &PatchParams::default(), &Patch::<()>::Json(bad)).await.unwrap_err());
+    let bad: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "test", "path": "/data/j", "value": "nope"}]))
+            .unwrap();
+    let (code, _) = status_of(
+        api.patch("p", &PatchParams::default(), &Patch::<()>::Json(bad))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(code, 422);
     // Server-side apply creates, then merges.
     let ssa = PatchParams::apply("conformance").force();
     let applied = api.patch("q", &ssa, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "q"}, "data": {"x": "1"}}))).await.unwrap();
-    assert_eq!(applied.data.as_ref().unwrap().get("x").map(String::as_str), Some("1"));
+    assert_eq!(
+        applied.data.as_ref().unwrap().get("x").map(String::as_str),
+        Some("1")
+    );
     let applied = api.patch("q", &ssa, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "q"}, "data": {"x": "2"}}))).await.unwrap();
-    assert_eq!(applied.data.as_ref().unwrap().get("x").map(String::as_str), Some("2"));
-    assert!(applied.metadata.managed_fields.unwrap_or_default().iter().any(|f| f.manager.as_deref() == Some("conformance")));
+    assert_eq!(
+        applied.data.as_ref().unwrap().get("x").map(String::as_str),
+        Some("2")
+    );
+    assert!(
+        applied
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .iter()
+            .any(|f| f.manager.as_deref() == Some("conformance"))
+    );
     // A merge patch carrying a stale resourceVersion is a conflict.
-    let (code, _) = status_of(api.patch("p", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"resourceVersion": "1"}, "data": {"z": "1"}}))).await.unwrap_err());
+    let (code, _) = status_of(
+        api.patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"resourceVersion": "1"}, "data": {"z": "1"}})),
+        )
+        .await
+        .unwrap_err(),
+    );
     assert_eq!(code, 409);
 }
 
@@ -120,21 +203,49 @@ async fn list_with_selectors_and_pages() {
     let ns = tc.namespace().await;
     let api: Api<ConfigMap> = Api::namespaced(tc.client.clone(), &ns);
     for (name, tier) in [("c1", "web"), ("c2", "db"), ("c3", "web"), ("c4", "cache")] {
-        api.create(&PostParams::default(), &cm(name, json!({"tier": tier, "sel": "yes"}))).await.unwrap();
+        api.create(
+            &PostParams::default(),
+            &cm(name, json!({"tier": tier, "sel": "yes"})),
+        )
+        .await
+        .unwrap();
     }
-    api.create(&PostParams::default(), &cm("c5", json!({}))).await.unwrap();
+    api.create(&PostParams::default(), &cm("c5", json!({})))
+        .await
+        .unwrap();
     let names = |l: kube::core::ObjectList<ConfigMap>| {
-        let mut v: Vec<String> = l.items.iter().map(|o| o.name_any()).filter(|n| n.starts_with('c')).collect();
+        let mut v: Vec<String> = l
+            .items
+            .iter()
+            .map(|o| o.name_any())
+            .filter(|n| n.starts_with('c'))
+            .collect();
         v.sort();
         v
     };
     let q = |s: &str| ListParams::default().labels(s);
     assert_eq!(names(api.list(&q("tier=web")).await.unwrap()), ["c1", "c3"]);
-    assert_eq!(names(api.list(&q("sel,tier!=web")).await.unwrap()), ["c2", "c4"]);
-    assert_eq!(names(api.list(&q("tier in (db,cache)")).await.unwrap()), ["c2", "c4"]);
-    assert_eq!(names(api.list(&q("sel,tier notin (web)")).await.unwrap()), ["c2", "c4"]);
+    assert_eq!(
+        names(api.list(&q("sel,tier!=web")).await.unwrap()),
+        ["c2", "c4"]
+    );
+    assert_eq!(
+        names(api.list(&q("tier in (db,cache)")).await.unwrap()),
+        ["c2", "c4"]
+    );
+    assert_eq!(
+        names(api.list(&q("sel,tier notin (web)")).await.unwrap()),
+        ["c2", "c4"]
+    );
     assert_eq!(names(api.list(&q("!tier")).await.unwrap()), ["c5"]);
-    assert_eq!(names(api.list(&ListParams::default().fields("metadata.name=c2")).await.unwrap()), ["c2"]);
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().fields("metadata.name=c2"))
+                .await
+                .unwrap()
+        ),
+        ["c2"]
+    );
     // Pages of two, following continue tokens, see every object exactly once.
     let mut seen = Vec::new();
     let mut lp = ListParams::default().labels("sel").limit(2);
@@ -159,10 +270,21 @@ async fn watch_events_arrive_in_order_and_old_versions_are_gone() {
     let list = api.list(&ListParams::default()).await.unwrap();
     let rv = list.metadata.resource_version.clone().unwrap();
     // Writes between the list and the watch must not be missed.
-    api.create(&PostParams::default(), &cm("w", json!({}))).await.unwrap();
-    api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "2"}}))).await.unwrap();
+    api.create(&PostParams::default(), &cm("w", json!({})))
+        .await
+        .unwrap();
+    api.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "2"}})),
+    )
+    .await
+    .unwrap();
     api.delete("w", &DeleteParams::default()).await.unwrap();
-    let stream = api.watch(&WatchParams::default().timeout(5), &rv).await.unwrap();
+    let stream = api
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .unwrap();
     let events: Vec<String> = stream
         .take(3)
         .map(|e| match e.unwrap() {
@@ -177,7 +299,11 @@ async fn watch_events_arrive_in_order_and_old_versions_are_gone() {
 
     // Bookmarks when asked.
     if tc.is_sim() {
-        let mut s = api.watch(&WatchParams::default().timeout(10), &rv).await.unwrap().boxed();
+        let mut s = api
+            .watch(&WatchParams::default().timeout(10), &rv)
+            .await
+            .unwrap()
+            .boxed();
         let got_bookmark = tokio::time::timeout(Duration::from_secs(8), async {
             while let Some(e) = s.next().await {
                 if matches!(e, Ok(WatchEvent::Bookmark(_))) {
@@ -194,10 +320,16 @@ async fn watch_events_arrive_in_order_and_old_versions_are_gone() {
     // A version older than the log is 410 Gone (on the simulation: after LOG_CAPACITY writes).
     if tc.is_sim() {
         for i in 0..(showroom::sim::store::LOG_CAPACITY + 5) {
-            api.create(&PostParams::default(), &cm(&format!("g{i}"), json!({}))).await.unwrap();
+            api.create(&PostParams::default(), &cm(&format!("g{i}"), json!({})))
+                .await
+                .unwrap();
         }
     }
-    let mut s = api.watch(&WatchParams::default().timeout(5), "1").await.unwrap().boxed();
+    let mut s = api
+        .watch(&WatchParams::default().timeout(5), "1")
+        .await
+        .unwrap()
+        .boxed();
     match s.next().await {
         Some(Ok(WatchEvent::Error(e))) => assert_eq!(e.code, 410),
         Some(Err(kube::Error::Api(s))) => assert_eq!(s.code, 410),
@@ -216,10 +348,18 @@ async fn finalizers_hold_an_object_until_removed() {
     api.delete("f", &DeleteParams::default()).await.unwrap();
     let held = api.get("f").await.unwrap();
     assert!(held.metadata.deletion_timestamp.is_some());
-    api.patch("f", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
-    eventually(Duration::from_secs(10), "object gone after its finalizer is removed", || async {
-        api.get_opt("f").await.unwrap().is_none().then_some(())
-    })
+    api.patch(
+        "f",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "object gone after its finalizer is removed",
+        || async { api.get_opt("f").await.unwrap().is_none().then_some(()) },
+    )
     .await;
 }
 
@@ -231,12 +371,18 @@ async fn deleting_a_namespace_terminates_it_and_its_contents() {
     let mut held = cm("held", json!({}));
     held.metadata.finalizers = Some(vec!["showroom.dev/test".into()]);
     api.create(&PostParams::default(), &held).await.unwrap();
-    api.create(&PostParams::default(), &cm("plain", json!({}))).await.unwrap();
+    api.create(&PostParams::default(), &cm("plain", json!({})))
+        .await
+        .unwrap();
     let nss: Api<Namespace> = Api::all(tc.client.clone());
     nss.delete(&ns, &DeleteParams::default()).await.unwrap();
     let n = nss.get(&ns).await.unwrap();
     assert_eq!(n.status.unwrap().phase.as_deref(), Some("Terminating"));
-    let (code, reason) = status_of(api.create(&PostParams::default(), &cm("late", json!({}))).await.unwrap_err());
+    let (code, reason) = status_of(
+        api.create(&PostParams::default(), &cm("late", json!({})))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((code, reason.as_str()), (403, "Forbidden"));
     eventually(Duration::from_secs(30), "plain object removed", || async {
         api.get_opt("plain").await.unwrap().is_none().then_some(())
@@ -244,7 +390,13 @@ async fn deleting_a_namespace_terminates_it_and_its_contents() {
     .await;
     // The namespace waits for the object with a finalizer.
     assert!(nss.get_opt(&ns).await.unwrap().is_some());
-    api.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
     eventually(Duration::from_secs(60), "namespace gone", || async {
         nss.get_opt(&ns).await.unwrap().is_none().then_some(())
     })
@@ -268,10 +420,17 @@ fn widget_crd() -> CustomResourceDefinition {
 async fn install_widgets(client: &kube::Client) -> Api<DynamicObject> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let _ = crds.create(&PostParams::default(), &widget_crd()).await;
-    kube::runtime::wait::await_condition(crds, "widgets.conformance.showroom.dev", kube::runtime::conditions::is_crd_established())
-        .await
-        .unwrap();
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("conformance.showroom.dev", "v1", "Widget"), "widgets");
+    kube::runtime::wait::await_condition(
+        crds,
+        "widgets.conformance.showroom.dev",
+        kube::runtime::conditions::is_crd_established(),
+    )
+    .await
+    .unwrap();
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("conformance.showroom.dev", "v1", "Widget"),
+        "widgets",
+    );
     // Discovery may lag a moment behind Established on a real cluster.
     tokio::time::sleep(Duration::from_millis(200)).await;
     Api::all_with(client.clone(), &ar)
@@ -283,14 +442,34 @@ async fn custom_resources_with_status_and_owned_dependents() {
     let ns = tc.namespace().await;
     let widgets = install_widgets(&tc.client).await;
     let name = format!("w-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-    let w: DynamicObject = serde_json::from_value(json!({"apiVersion": "conformance.showroom.dev/v1", "kind": "Widget",
-        "metadata": {"name": name}, "spec": {"color": "blue"}, "status": {"phase": "ignored"}})).unwrap();
+    let w: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "conformance.showroom.dev/v1", "kind": "Widget",
+        "metadata": {"name": name}, "spec": {"color": "blue"}, "status": {"phase": "ignored"}}),
+    )
+    .unwrap();
     let created = widgets.create(&PostParams::default(), &w).await.unwrap();
-    assert!(created.data.get("status").is_none(), "status is dropped on create with a status subresource");
-    let s = widgets.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Ready"}}))).await.unwrap();
+    assert!(
+        created.data.get("status").is_none(),
+        "status is dropped on create with a status subresource"
+    );
+    let s = widgets
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Ready"}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(s.data["status"]["phase"], "Ready");
     // A main-resource patch cannot change status.
-    let m = widgets.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"color": "red"}, "status": {"phase": "Hacked"}}))).await.unwrap();
+    let m = widgets
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"color": "red"}, "status": {"phase": "Hacked"}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(m.data["status"]["phase"], "Ready");
     assert_eq!(m.data["spec"]["color"], "red");
     assert_eq!(m.metadata.generation, Some(2));
@@ -302,13 +481,26 @@ async fn custom_resources_with_status_and_owned_dependents() {
     dep.metadata.owner_references = Some(serde_json::from_value(owner.clone()).unwrap());
     cms.create(&PostParams::default(), &dep).await.unwrap();
     let nss: Api<Namespace> = Api::all(tc.client.clone());
-    let dep_ns_name = format!("showroom-test-dep-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-    let dep_ns: Namespace = serde_json::from_value(json!({"metadata": {"name": dep_ns_name, "ownerReferences": owner}})).unwrap();
+    let dep_ns_name = format!(
+        "showroom-test-dep-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
+    let dep_ns: Namespace = serde_json::from_value(
+        json!({"metadata": {"name": dep_ns_name, "ownerReferences": owner}}),
+    )
+    .unwrap();
     nss.create(&PostParams::default(), &dep_ns).await.unwrap();
-    widgets.delete(&name, &DeleteParams::background()).await.unwrap();
+    widgets
+        .delete(&name, &DeleteParams::background())
+        .await
+        .unwrap();
     eventually(Duration::from_secs(60), "dependents collected", || async {
         let cm_gone = cms.get_opt("dep").await.unwrap().is_none();
-        let ns_gone = nss.get_opt(&dep_ns_name).await.unwrap().is_none_or(|n| n.metadata.deletion_timestamp.is_some());
+        let ns_gone = nss
+            .get_opt(&dep_ns_name)
+            .await
+            .unwrap()
+            .is_none_or(|n| n.metadata.deletion_timestamp.is_some());
         (cm_gone && ns_gone).then_some(())
     })
     .await;
@@ -325,7 +517,13 @@ async fn statefulset_scale_subresource() {
     api.create(&PostParams::default(), &sts).await.unwrap();
     let scale = api.get_scale("s").await.unwrap();
     assert_eq!(scale.spec.unwrap().replicas, Some(1));
-    api.patch_scale("s", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 0}}))).await.unwrap();
+    api.patch_scale(
+        "s",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 0}})),
+    )
+    .await
+    .unwrap();
     assert_eq!(api.get("s").await.unwrap().spec.unwrap().replicas, Some(0));
 }
 
@@ -340,16 +538,29 @@ async fn watcher_recovers_from_dropped_watches_and_faults() {
     let (reader, writer) = kube::runtime::reflector::store();
     let stream = kube::runtime::reflector(writer, watcher(api.clone(), watcher::Config::default()));
     use kube::runtime::WatchStreamExt;
-    let task = tokio::spawn(stream.default_backoff().applied_objects().for_each(|_| async {}));
+    let task = tokio::spawn(
+        stream
+            .default_backoff()
+            .applied_objects()
+            .for_each(|_| async {}),
+    );
     reader.wait_until_ready().await.unwrap();
     let sim = tc.sim.as_ref().unwrap();
     // Errors, throttling and conflicts on a third of requests; watches dropped repeatedly.
-    sim.faults.set(FaultSettings { error_rate: 0.15, throttle_rate: 0.1, conflict_rate: 0.2, latency: Duration::from_millis(5) });
+    sim.faults.set(FaultSettings {
+        error_rate: 0.15,
+        throttle_rate: 0.1,
+        conflict_rate: 0.2,
+        latency: Duration::from_millis(5),
+    });
     let mut created = 0;
     for i in 0..20 {
         // Retry like any careful client.
         loop {
-            match api.create(&PostParams::default(), &cm(&format!("r{i}"), json!({}))).await {
+            match api
+                .create(&PostParams::default(), &cm(&format!("r{i}"), json!({})))
+                .await
+            {
                 Ok(_) => break,
                 Err(e) if common_code(&e) == Some(409) => break, // created by an earlier attempt
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -361,17 +572,37 @@ async fn watcher_recovers_from_dropped_watches_and_faults() {
         }
     }
     sim.faults.clear();
-    eventually(Duration::from_secs(30), "reflector sees every object", || async {
-        (reader.state().iter().filter(|o| o.name_any().starts_with('r')).count() == created).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "reflector sees every object",
+        || async {
+            (reader
+                .state()
+                .iter()
+                .filter(|o| o.name_any().starts_with('r'))
+                .count()
+                == created)
+                .then_some(())
+        },
+    )
     .await;
     task.abort();
 
     // Injected answers have the real shapes.
-    sim.faults.set(FaultSettings { throttle_rate: 1.0, ..Default::default() });
+    sim.faults.set(FaultSettings {
+        throttle_rate: 1.0,
+        ..Default::default()
+    });
     let raw = reqwest_like_get(&sim.url, &format!("/api/v1/namespaces/{ns}/configmaps")).await;
-    assert!(raw.starts_with("429") && raw.contains("Retry-After") || raw.to_lowercase().contains("retry-after"), "{raw}");
-    sim.faults.set(FaultSettings { error_rate: 1.0, ..Default::default() });
+    assert!(
+        raw.starts_with("429") && raw.contains("Retry-After")
+            || raw.to_lowercase().contains("retry-after"),
+        "{raw}"
+    );
+    sim.faults.set(FaultSettings {
+        error_rate: 1.0,
+        ..Default::default()
+    });
     let (code, reason) = status_of(api.get("r1").await.unwrap_err());
     assert_eq!((code, reason.as_str()), (500, "InternalError"));
     sim.faults.clear();
@@ -389,7 +620,11 @@ async fn reqwest_like_get(base: &str, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = base.trim_start_matches("http://");
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out.trim_start_matches("HTTP/1.1 ").to_string()
@@ -398,7 +633,12 @@ async fn reqwest_like_get(base: &str, path: &str) -> String {
 #[tokio::test]
 async fn kubectl_gets_builtins_and_custom_resources() {
     let tc = TestCluster::start().await;
-    if std::process::Command::new("kubectl").arg("version").arg("--client").output().is_err() {
+    if std::process::Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
         if std::env::var_os("CI").is_some() {
             panic!("kubectl is required in CI (.ci/run installs kubernetes-client)");
         }
@@ -406,13 +646,25 @@ async fn kubectl_gets_builtins_and_custom_resources() {
         return;
     }
     let widgets = install_widgets(&tc.client).await;
-    let w: DynamicObject = serde_json::from_value(json!({"apiVersion": "conformance.showroom.dev/v1", "kind": "Widget",
-        "metadata": {"name": "kubectl-widget"}, "spec": {"color": "green"}})).unwrap();
+    let w: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "conformance.showroom.dev/v1", "kind": "Widget",
+        "metadata": {"name": "kubectl-widget"}, "spec": {"color": "green"}}),
+    )
+    .unwrap();
     let _ = widgets.create(&PostParams::default(), &w).await;
     let kc = tc.kubeconfig.clone();
     let run = move |args: &[&str]| {
-        let out = std::process::Command::new("kubectl").arg("--kubeconfig").arg(&kc).args(args).output().unwrap();
-        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let out = tokio::task::spawn_blocking({
@@ -422,8 +674,15 @@ async fn kubectl_gets_builtins_and_custom_resources() {
     .await
     .unwrap();
     assert!(out.contains("default"), "{out}");
-    let out = tokio::task::spawn_blocking(move || run(&["get", "widgets"])).await.unwrap();
-    assert!(out.contains("COLOR") && out.contains("kubectl-widget") && out.contains("green"), "{out}");
-    let _ = widgets.delete("kubectl-widget", &DeleteParams::default()).await;
+    let out = tokio::task::spawn_blocking(move || run(&["get", "widgets"]))
+        .await
+        .unwrap();
+    assert!(
+        out.contains("COLOR") && out.contains("kubectl-widget") && out.contains("green"),
+        "{out}"
+    );
+    let _ = widgets
+        .delete("kubectl-widget", &DeleteParams::default())
+        .await;
     let _ = StatefulSet::kind(&());
 }

@@ -3,7 +3,7 @@
 
 use super::crd::*;
 use super::sleeper;
-use crate::k8s::{is_not_found};
+use crate::k8s::is_not_found;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
@@ -15,12 +15,22 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
 
 pub async fn patch_status(client: &Client, name: &str, status: Value) -> Result<Demo, kube::Error> {
     let api: Api<Demo> = Api::all(client.clone());
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await
 }
 
 pub async fn patch_spec(client: &Client, name: &str, spec: Value) -> Result<Demo, kube::Error> {
     let api: Api<Demo> = Api::all(client.clone());
-    api.patch(name, &PatchParams::default(), &Patch::Merge(json!({ "spec": spec }))).await
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "spec": spec })),
+    )
+    .await
 }
 
 /// The condition list with `Ready` set for a phase.
@@ -35,11 +45,17 @@ pub fn ready_condition(phase: &str, message: &str) -> Value {
 }
 
 pub fn namespace_of(d: &Demo) -> String {
-    d.status.as_ref().and_then(|s| s.namespace.clone()).unwrap_or_else(|| d.name_any())
+    d.status
+        .as_ref()
+        .and_then(|s| s.namespace.clone())
+        .unwrap_or_else(|| d.name_any())
 }
 
 pub fn vcluster_of(d: &Demo) -> String {
-    d.status.as_ref().and_then(|s| s.vcluster.clone()).unwrap_or_else(|| d.name_any())
+    d.status
+        .as_ref()
+        .and_then(|s| s.vcluster.clone())
+        .unwrap_or_else(|| d.name_any())
 }
 
 /// Puts the demo to sleep: records the intent in spec (so it stays asleep), pauses the
@@ -50,10 +66,14 @@ pub async fn sleep(client: &Client, d: &Demo, message: &str) -> Result<(), kube:
     }
     sleeper::pause(client, &namespace_of(d), &vcluster_of(d)).await?;
     let t = now();
-    patch_status(client, &d.name_any(), json!({
-        "phase": "Sleeping", "phaseSince": t, "sleepingSince": t, "message": message,
-        "conditions": ready_condition("Sleeping", message),
-    }))
+    patch_status(
+        client,
+        &d.name_any(),
+        json!({
+            "phase": "Sleeping", "phaseSince": t, "sleepingSince": t, "message": message,
+            "conditions": ready_condition("Sleeping", message),
+        }),
+    )
     .await?;
     Ok(())
 }
@@ -70,10 +90,14 @@ pub async fn request_delete(client: &Client, name: &str) -> Result<(), kube::Err
 
 /// Ends in Failed with a message, and removes what provisioning created.
 pub async fn fail(client: &Client, d: &Demo, message: &str) -> Result<(), kube::Error> {
-    patch_status(client, &d.name_any(), json!({
-        "phase": "Failed", "phaseSince": now(), "message": message,
-        "conditions": ready_condition("Failed", message),
-    }))
+    patch_status(
+        client,
+        &d.name_any(),
+        json!({
+            "phase": "Failed", "phaseSince": now(), "message": message,
+            "conditions": ready_condition("Failed", message),
+        }),
+    )
     .await?;
     delete_namespace_if_ours(client, d).await?;
     Ok(())

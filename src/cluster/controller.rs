@@ -38,15 +38,29 @@ pub enum Error {
 const POLL: Duration = Duration::from_millis(500);
 
 /// Runs until `shutdown` resolves; in-flight reconciles finish first.
-pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = ctx.client.clone();
     let demos: Api<Demo> = Api::all(client.clone());
     // A demo's namespace, vcluster and Job share the Demo's name: map events by namespace.
     let by_namespace = |ns: Option<String>| ns.map(|n| ObjectRef::<Demo>::new(&n));
     Controller::new(demos, watcher::Config::default())
-        .owns(Api::<Namespace>::all(client.clone()), watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")))
-        .watches(Api::<StatefulSet>::all(client.clone()), watcher::Config::default().labels("app=vcluster"), move |s| by_namespace(s.namespace()))
-        .watches(Api::<Job>::all(client.clone()), watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")), move |j| by_namespace(j.namespace()))
+        .owns(
+            Api::<Namespace>::all(client.clone()),
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+        )
+        .watches(
+            Api::<StatefulSet>::all(client.clone()),
+            watcher::Config::default().labels("app=vcluster"),
+            move |s| by_namespace(s.namespace()),
+        )
+        .watches(
+            Api::<Job>::all(client.clone()),
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+            move |j| by_namespace(j.namespace()),
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
@@ -63,7 +77,8 @@ fn error_policy(demo: Arc<Demo>, err: &Error, _ctx: Arc<Context>) -> Action {
 }
 
 fn requeue_at(next: Option<chrono::DateTime<chrono::Utc>>, at_most: Option<Duration>) -> Action {
-    let until_next = next.map(|n| (n - now()).to_std().unwrap_or(Duration::ZERO) + Duration::from_millis(50));
+    let until_next =
+        next.map(|n| (n - now()).to_std().unwrap_or(Duration::ZERO) + Duration::from_millis(50));
     match (until_next, at_most) {
         (Some(a), Some(b)) => Action::requeue(a.min(b)),
         (Some(a), None) => Action::requeue(a),
@@ -83,7 +98,11 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
         let mut fins = demo.finalizers().to_vec();
         fins.push(FINALIZER.to_string());
         Api::<Demo>::all(client.clone())
-            .patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": fins}})))
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": fins}})),
+            )
             .await?;
         return Ok(Action::requeue(Duration::ZERO));
     }
@@ -102,7 +121,12 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
         return Ok(Action::requeue(Duration::ZERO));
     }
     if status.expires_at != Some(lease::expires_at(&demo)) {
-        patch_status(client, &name, json!({"expiresAt": lease::expires_at(&demo)})).await?;
+        patch_status(
+            client,
+            &name,
+            json!({"expiresAt": lease::expires_at(&demo)}),
+        )
+        .await?;
     }
 
     let decision = decide(&lease::facts(&demo), &lease::policy(&demo, template), now());
@@ -110,19 +134,28 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
         LifecycleAction::Nothing => {}
         LifecycleAction::Delete(reason) => {
             tracing::info!(demo = %name, ?reason, "deleting demo");
-            ctx.metrics.lifecycle_actions.get_or_create(&label("action", decision.action.kind())).inc();
+            ctx.metrics
+                .lifecycle_actions
+                .get_or_create(&label("action", decision.action.kind()))
+                .inc();
             actions::request_delete(client, &name).await?;
             return Ok(Action::requeue(POLL));
         }
         LifecycleAction::Fail(msg) => {
             tracing::warn!(demo = %name, %msg, "demo failed");
-            ctx.metrics.lifecycle_actions.get_or_create(&label("action", "fail")).inc();
+            ctx.metrics
+                .lifecycle_actions
+                .get_or_create(&label("action", "fail"))
+                .inc();
             actions::fail(client, &demo, msg).await?;
             return Ok(Action::requeue(POLL));
         }
         LifecycleAction::Sleep => {
             tracing::info!(demo = %name, "idle: putting demo to sleep");
-            ctx.metrics.lifecycle_actions.get_or_create(&label("action", "sleep")).inc();
+            ctx.metrics
+                .lifecycle_actions
+                .get_or_create(&label("action", "sleep"))
+                .inc();
             actions::sleep(client, &demo, "asleep after being idle").await?;
             return Ok(Action::requeue(POLL));
         }
@@ -134,7 +167,12 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
     match status.phase.unwrap_or_default() {
         Phase::Pending | Phase::Provisioning => {
             let Some(t) = template else {
-                actions::fail(client, &demo, &format!("template {:?} no longer exists", demo.spec.template)).await?;
+                actions::fail(
+                    client,
+                    &demo,
+                    &format!("template {:?} no longer exists", demo.spec.template),
+                )
+                .await?;
                 return Ok(Action::requeue(POLL));
             };
             let mut progress = Progress::from(&status.progress, now());
@@ -151,15 +189,28 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
             };
             match outcome {
                 Outcome::InProgress => {
-                    let message = format!("provisioning: {}", progress.current().unwrap_or("finishing"));
-                    if progress.steps != status.progress || status.message.as_deref() != Some(&message) {
-                        patch_status(client, &name, json!({"progress": progress.steps, "message": message})).await?;
+                    let message = format!(
+                        "provisioning: {}",
+                        progress.current().unwrap_or("finishing")
+                    );
+                    if progress.steps != status.progress
+                        || status.message.as_deref() != Some(&message)
+                    {
+                        patch_status(
+                            client,
+                            &name,
+                            json!({"progress": progress.steps, "message": message}),
+                        )
+                        .await?;
                     }
                     Ok(requeue_at(decision.next, Some(POLL)))
                 }
                 Outcome::Failed(msg) => {
                     patch_status(client, &name, json!({"progress": progress.steps})).await?;
-                    ctx.metrics.lifecycle_actions.get_or_create(&label("action", "fail")).inc();
+                    ctx.metrics
+                        .lifecycle_actions
+                        .get_or_create(&label("action", "fail"))
+                        .inc();
                     actions::fail(client, &demo, &msg).await?;
                     Ok(Action::requeue(POLL))
                 }
@@ -187,10 +238,14 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
         Phase::Sleeping => {
             if desired == DesiredState::Running {
                 sleeper::resume(client, &ns, &vc).await?;
-                patch_status(client, &name, json!({
-                    "phase": "Waking", "phaseSince": now(), "message": "waking up",
-                    "conditions": ready_condition("Waking", "waking up"),
-                }))
+                patch_status(
+                    client,
+                    &name,
+                    json!({
+                        "phase": "Waking", "phaseSince": now(), "message": "waking up",
+                        "conditions": ready_condition("Waking", "waking up"),
+                    }),
+                )
                 .await?;
                 return Ok(Action::requeue(POLL));
             }
@@ -205,10 +260,17 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
             }
             sleeper::resume(client, &ns, &vc).await?;
             let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-            if sets.get_opt(&vc).await?.as_ref().is_some_and(sleeper::is_ready) {
+            if sets
+                .get_opt(&vc)
+                .await?
+                .as_ref()
+                .is_some_and(sleeper::is_ready)
+            {
                 let t = now();
                 if let Some(since) = status.phase_since {
-                    ctx.metrics.wake_seconds.observe(((t - since).num_milliseconds() as f64 / 1000.0).max(0.0));
+                    ctx.metrics
+                        .wake_seconds
+                        .observe(((t - since).num_milliseconds() as f64 / 1000.0).max(0.0));
                 }
                 patch_status(client, &name, json!({
                     "phase": "Ready", "phaseSince": t, "readyAt": t, "sleepingSince": null, "message": "ready",
@@ -222,7 +284,10 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
         Phase::Failed => {
             // Make sure nothing is left behind by a failure.
             let gone = actions::delete_namespace_if_ours(client, &demo).await?;
-            Ok(requeue_at(decision.next, (!gone).then_some(Duration::from_secs(2))))
+            Ok(requeue_at(
+                decision.next,
+                (!gone).then_some(Duration::from_secs(2)),
+            ))
         }
         Phase::Deleting => Ok(Action::requeue(POLL)),
     }
@@ -246,10 +311,18 @@ async fn finish_deletion(demo: &Demo, ctx: &Context) -> Result<Action, Error> {
     if !actions::delete_namespace_if_ours(client, demo).await? {
         return Ok(Action::requeue(POLL));
     }
-    let fins: Vec<String> = demo.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+    let fins: Vec<String> = demo
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
     // The resourceVersion makes this a no-op if the Demo changed since we read it.
-    let patch = json!({"metadata": {"finalizers": fins, "resourceVersion": demo.resource_version()}});
-    Api::<Demo>::all(client.clone()).patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+    let patch =
+        json!({"metadata": {"finalizers": fins, "resourceVersion": demo.resource_version()}});
+    Api::<Demo>::all(client.clone())
+        .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
     tracing::info!(demo = %name, "demo deleted; namespace gone");
     Ok(Action::await_change())
 }

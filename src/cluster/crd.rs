@@ -30,12 +30,12 @@ pub const NAME_PREFIX: &str = "demo-";
     shortname = "demo",
     status = "DemoStatus",
     doc = "A live product demo: a vcluster restored from a template's snapshot, held by a lease.",
-    printcolumn(name = "Template", type_ = "string", json_path = ".spec.template"),
-    printcolumn(name = "Owner", type_ = "string", json_path = ".spec.owner"),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Idle", type_ = "date", json_path = ".status.lastActivity", description = "time since the last activity"),
-    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name":"Template","type":"string","jsonPath":".spec.template"}"#,
+    printcolumn = r#"{"name":"Owner","type":"string","jsonPath":".spec.owner"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Idle","type":"date","jsonPath":".status.lastActivity","description":"time since the last activity"}"#,
+    printcolumn = r#"{"name":"Expires","type":"string","jsonPath":".status.expiresAt"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DemoSpec {
@@ -121,11 +121,21 @@ pub struct DemoCondition {
 }
 
 /// The provisioning steps, in order, as shown to users.
-pub const STEPS: [&str; 6] = ["namespace", "quota", "access", "restore", "boot", "kubeconfig"];
+pub const STEPS: [&str; 6] = [
+    "namespace",
+    "quota",
+    "access",
+    "restore",
+    "boot",
+    "kubeconfig",
+];
 
 impl Demo {
     pub fn phase(&self) -> Phase {
-        self.status.as_ref().and_then(|s| s.phase).unwrap_or_default()
+        self.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .unwrap_or_default()
     }
 }
 

@@ -16,7 +16,11 @@ pub fn created_at(d: &Demo) -> DateTime<Utc> {
 }
 
 pub fn extension(d: &Demo) -> Duration {
-    d.spec.lifecycle.extension.as_deref().map_or(Duration::zero(), |e| dur(e, Duration::zero()))
+    d.spec
+        .lifecycle
+        .extension
+        .as_deref()
+        .map_or(Duration::zero(), |e| dur(e, Duration::zero()))
 }
 
 /// maxLifetime from creation, plus any extension granted.

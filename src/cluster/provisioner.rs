@@ -41,19 +41,27 @@ impl Progress {
         let steps = STEPS
             .iter()
             .map(|name| {
-                existing.iter().find(|s| s.name == *name).cloned().unwrap_or(ProgressStep {
-                    name: name.to_string(),
-                    state: StepState::Pending,
-                    started_at: None,
-                    finished_at: None,
-                    message: None,
-                })
+                existing
+                    .iter()
+                    .find(|s| s.name == *name)
+                    .cloned()
+                    .unwrap_or(ProgressStep {
+                        name: name.to_string(),
+                        state: StepState::Pending,
+                        started_at: None,
+                        finished_at: None,
+                        message: None,
+                    })
             })
             .collect();
         Progress { steps, now }
     }
     fn get(&mut self, name: &str) -> &mut ProgressStep {
-        let i = self.steps.iter().position(|s| s.name == name).expect("known step");
+        let i = self
+            .steps
+            .iter()
+            .position(|s| s.name == name)
+            .expect("known step");
         &mut self.steps[i]
     }
     pub fn running(&mut self, name: &str) {
@@ -83,7 +91,10 @@ impl Progress {
     }
     /// The step now running, for a failure message.
     pub fn current(&self) -> Option<&str> {
-        self.steps.iter().find(|s| s.state != StepState::Done).map(|s| s.name.as_str())
+        self.steps
+            .iter()
+            .find(|s| s.state != StepState::Done)
+            .map(|s| s.name.as_str())
     }
 }
 
@@ -93,7 +104,9 @@ fn obj<T: DeserializeOwned>(v: Value) -> Result<T, kube::Error> {
 
 /// The namespace's labels and annotations that prove showroom created it for this Demo.
 pub fn namespace_object(demo: &Demo, ns: &str) -> Result<Namespace, kube::Error> {
-    let owner = demo.controller_owner_ref(&()).map(|o| serde_json::to_value(o).unwrap_or_default());
+    let owner = demo
+        .controller_owner_ref(&())
+        .map(|o| serde_json::to_value(o).unwrap_or_default());
     obj(json!({"metadata": {
         "name": ns,
         "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, DEMO_LABEL: demo.name_any(), TEMPLATE_LABEL: demo.spec.template},
@@ -105,8 +118,17 @@ pub fn namespace_object(demo: &Demo, ns: &str) -> Result<Namespace, kube::Error>
 /// The vcluster CLI call the provisioning Job makes.
 pub fn create_args(t: &Template, vcluster: &str, ns: &str) -> Vec<String> {
     [
-        "create", vcluster, "--namespace", ns, "--chart-version", &t.vcluster.version,
-        "--restore", &t.snapshot, "-f", "/values/vcluster.yaml", "--connect=false",
+        "create",
+        vcluster,
+        "--namespace",
+        ns,
+        "--chart-version",
+        &t.vcluster.version,
+        "--restore",
+        &t.snapshot,
+        "-f",
+        "/values/vcluster.yaml",
+        "--connect=false",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -147,7 +169,14 @@ fn job_object(demo: &Demo, t: &Template, ns: &str, vcluster: &str) -> Result<Job
 }
 
 /// Does the next provisioning step(s) and reports where the demo stands.
-pub async fn step(client: &Client, demo: &Demo, t: &Template, ns: &str, vcluster: &str, p: &mut Progress) -> Result<Outcome, kube::Error> {
+pub async fn step(
+    client: &Client,
+    demo: &Demo,
+    t: &Template,
+    ns: &str,
+    vcluster: &str,
+    p: &mut Progress,
+) -> Result<Outcome, kube::Error> {
     // 1. The namespace, owned by the Demo; a foreign namespace of that name is never used.
     p.running("namespace");
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -156,7 +185,9 @@ pub async fn step(client: &Client, demo: &Demo, t: &Template, ns: &str, vcluster
         Some(existing) => {
             let ours = existing.annotations().get(DEMO_UID_ANNOTATION) == demo.uid().as_ref();
             if !ours {
-                let msg = format!("namespace {ns} exists and was not created for this demo; it was left untouched");
+                let msg = format!(
+                    "namespace {ns} exists and was not created for this demo; it was left untouched"
+                );
                 p.failed("namespace", &msg);
                 return Ok(Outcome::Failed(msg));
             }
@@ -171,7 +202,8 @@ pub async fn step(client: &Client, demo: &Demo, t: &Template, ns: &str, vcluster
     p.running("quota");
     let hard = t.quota_hard();
     if !hard.is_empty() {
-        let quota: ResourceQuota = obj(json!({"metadata": {"name": "demo-quota"}, "spec": {"hard": hard}}))?;
+        let quota: ResourceQuota =
+            obj(json!({"metadata": {"name": "demo-quota"}, "spec": {"hard": hard}}))?;
         create_if_absent(&Api::namespaced(client.clone(), ns), &quota).await?;
     }
     p.done("quota");
@@ -188,23 +220,43 @@ pub async fn step(client: &Client, demo: &Demo, t: &Template, ns: &str, vcluster
 
     // 4. The restore, by the real vcluster CLI.
     p.running("restore");
-    let values = if t.vcluster.values.is_null() { json!({}) } else { t.vcluster.values.clone() };
+    let values = if t.vcluster.values.is_null() {
+        json!({})
+    } else {
+        t.vcluster.values.clone()
+    };
     let values_yaml = serde_saphyr::to_string(&values).unwrap_or_default();
-    let cm: ConfigMap = obj(json!({"metadata": {"name": VALUES_CONFIGMAP}, "data": {"vcluster.yaml": values_yaml}}))?;
+    let cm: ConfigMap = obj(
+        json!({"metadata": {"name": VALUES_CONFIGMAP}, "data": {"vcluster.yaml": values_yaml}}),
+    )?;
     create_if_absent(&Api::namespaced(client.clone(), ns), &cm).await?;
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     create_if_absent(&jobs, &job_object(demo, t, ns, vcluster)?).await?;
     let job = jobs.get_opt(JOB_NAME).await?;
-    let conds = job.as_ref().and_then(|j| j.status.as_ref()).and_then(|s| s.conditions.clone()).unwrap_or_default();
-    if let Some(failed) = conds.iter().find(|c| c.type_ == "Failed" && c.status == "True") {
+    let conds = job
+        .as_ref()
+        .and_then(|j| j.status.as_ref())
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    if let Some(failed) = conds
+        .iter()
+        .find(|c| c.type_ == "Failed" && c.status == "True")
+    {
         let msg = format!(
             "the vcluster restore job failed: {}",
-            failed.message.clone().or(failed.reason.clone()).unwrap_or_else(|| "no reason given".into())
+            failed
+                .message
+                .clone()
+                .or(failed.reason.clone())
+                .unwrap_or_else(|| "no reason given".into())
         );
         p.failed("restore", &msg);
         return Ok(Outcome::Failed(msg));
     }
-    if !conds.iter().any(|c| c.type_ == "Complete" && c.status == "True") {
+    if !conds
+        .iter()
+        .any(|c| c.type_ == "Complete" && c.status == "True")
+    {
         return Ok(Outcome::InProgress);
     }
     p.done("restore");

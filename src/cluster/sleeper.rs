@@ -19,18 +19,27 @@ pub async fn pause(client: &Client, ns: &str, name: &str) -> Result<(), kube::Er
     if let Some(sts) = sets.get_opt(name).await? {
         let already = sts.annotations().get(PAUSED).is_some_and(|v| v == "true");
         if !already {
-            let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(1);
+            let replicas = sts
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .unwrap_or(1)
+                .max(1);
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             let patch = json!({
                 "metadata": {"annotations": {PAUSED: "true", PAUSED_REPLICAS: replicas.to_string(), PAUSED_DATE: now}},
                 "spec": {"replicas": 0},
             });
-            sets.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            sets.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
         }
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    pods.delete_collection(&DeleteParams::default(), &ListParams::default().labels(&format!("{MANAGED_BY}={name}")))
-        .await?;
+    pods.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels(&format!("{MANAGED_BY}={name}")),
+    )
+    .await?;
     Ok(())
 }
 
@@ -41,7 +50,12 @@ pub async fn resume(client: &Client, ns: &str, name: &str) -> Result<(), kube::E
     let Some(sts) = sets.get_opt(name).await? else {
         return Ok(());
     };
-    let replicas: i32 = sts.annotations().get(PAUSED_REPLICAS).and_then(|r| r.parse().ok()).unwrap_or(1).max(1);
+    let replicas: i32 = sts
+        .annotations()
+        .get(PAUSED_REPLICAS)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let current = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     if current == replicas && !sts.annotations().contains_key(PAUSED) {
         return Ok(());
@@ -50,13 +64,18 @@ pub async fn resume(client: &Client, ns: &str, name: &str) -> Result<(), kube::E
         "metadata": {"annotations": {PAUSED: null, PAUSED_REPLICAS: null, PAUSED_DATE: null}},
         "spec": {"replicas": replicas},
     });
-    sets.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    sets.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     Ok(())
 }
 
 /// Running with every wanted replica ready.
 pub fn is_ready(sts: &StatefulSet) -> bool {
     let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let ready = sts.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+    let ready = sts
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
     want > 0 && ready >= want
 }

@@ -26,7 +26,10 @@ pub struct SweepOptions {
 
 impl Default for SweepOptions {
     fn default() -> Self {
-        SweepOptions { orphan_grace: Duration::minutes(10), stuck_after: Duration::minutes(10) }
+        SweepOptions {
+            orphan_grace: Duration::minutes(10),
+            stuck_after: Duration::minutes(10),
+        }
     }
 }
 
@@ -66,7 +69,14 @@ impl Plan {
         let rows: Vec<[String; 4]> = self
             .steps
             .iter()
-            .map(|(i, _)| [i.kind.clone(), i.name.clone(), i.action.clone(), i.reason.clone()])
+            .map(|(i, _)| {
+                [
+                    i.kind.clone(),
+                    i.name.clone(),
+                    i.action.clone(),
+                    i.reason.clone(),
+                ]
+            })
             .collect();
         let head = ["KIND", "NAME", "ACTION", "REASON"].map(String::from);
         let mut w = head.clone().map(|h| h.len());
@@ -75,7 +85,18 @@ impl Plan {
                 w[i] = w[i].max(c.len());
             }
         }
-        let line = |r: &[String; 4]| format!("{:<a$}  {:<b$}  {:<c$}  {}\n", r[0], r[1], r[2], r[3], a = w[0], b = w[1], c = w[2]);
+        let line = |r: &[String; 4]| {
+            format!(
+                "{:<a$}  {:<b$}  {:<c$}  {}\n",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                a = w[0],
+                b = w[1],
+                c = w[2]
+            )
+        };
         let mut out = line(&head);
         for r in &rows {
             out.push_str(&line(r));
@@ -88,11 +109,21 @@ impl Plan {
 }
 
 fn item(kind: &str, name: &str, action: &str, reason: impl Into<String>) -> PlanItem {
-    PlanItem { kind: kind.into(), name: name.into(), action: action.into(), reason: reason.into() }
+    PlanItem {
+        kind: kind.into(),
+        name: name.into(),
+        action: action.into(),
+        reason: reason.into(),
+    }
 }
 
 /// Why a namespace may not be deleted as an orphan (None: it is an orphan).
-fn orphan_objection(ns: &Namespace, demo_uids: &HashSet<String>, now: DateTime<Utc>, grace: Duration) -> Option<String> {
+fn orphan_objection(
+    ns: &Namespace,
+    demo_uids: &HashSet<String>,
+    now: DateTime<Utc>,
+    grace: Duration,
+) -> Option<String> {
     let name = ns.name_any();
     if !name.starts_with(NAME_PREFIX) {
         return Some(format!("name lacks the {NAME_PREFIX:?} prefix"));
@@ -108,24 +139,43 @@ fn orphan_objection(ns: &Namespace, demo_uids: &HashSet<String>, now: DateTime<U
     }
     let age = time::created_at(&ns.metadata).map_or(Duration::zero(), |c| now - c);
     if age < grace {
-        return Some(format!("younger than the {} grace period", crate::domain::duration::format(grace)));
+        return Some(format!(
+            "younger than the {} grace period",
+            crate::domain::duration::format(grace)
+        ));
     }
     None
 }
 
 /// Looks at every Demo and every candidate namespace (one LIST each) and plans.
-pub async fn plan(client: &Client, catalogue: &Catalogue, opts: &SweepOptions) -> Result<Plan, kube::Error> {
+pub async fn plan(
+    client: &Client,
+    catalogue: &Catalogue,
+    opts: &SweepOptions,
+) -> Result<Plan, kube::Error> {
     let now = Utc::now();
-    let demos = Api::<Demo>::all(client.clone()).list(&ListParams::default()).await?.items;
-    let namespaces = Api::<Namespace>::all(client.clone()).list(&ListParams::default()).await?.items;
+    let demos = Api::<Demo>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let namespaces = Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
     let mut plan = Plan::default();
     let demo_uids: HashSet<String> = demos.iter().filter_map(|d| d.uid()).collect();
     for d in demos {
         let name = d.name_any();
         if let Some(deleted) = time::deleted_at(&d.metadata) {
             if now - deleted >= opts.stuck_after {
-                let why = format!("deletion requested {} ago has not finished", crate::domain::duration::format(now - deleted));
-                plan.steps.push((item("demo", &name, "retry-delete", why), Step::RetryDelete(Box::new(d))));
+                let why = format!(
+                    "deletion requested {} ago has not finished",
+                    crate::domain::duration::format(now - deleted)
+                );
+                plan.steps.push((
+                    item("demo", &name, "retry-delete", why),
+                    Step::RetryDelete(Box::new(d)),
+                ));
             }
             continue;
         }
@@ -134,58 +184,102 @@ pub async fn plan(client: &Client, catalogue: &Catalogue, opts: &SweepOptions) -
         let kind = decision.action.kind();
         let step = match decision.action {
             Action::Nothing => continue,
-            Action::Sleep => (item("demo", &name, "sleep", "idle past sleepAfterIdle"), Step::Sleep(Box::new(d))),
+            Action::Sleep => (
+                item("demo", &name, "sleep", "idle past sleepAfterIdle"),
+                Step::Sleep(Box::new(d)),
+            ),
             Action::Delete(reason) => {
                 let it = item("demo", &name, kind, format!("{reason:?}").to_lowercase());
                 (it, Step::DeleteDemo(name))
             }
-            Action::Fail(msg) => (item("demo", &name, "fail", msg.clone()), Step::Fail(Box::new(d), msg)),
+            Action::Fail(msg) => (
+                item("demo", &name, "fail", msg.clone()),
+                Step::Fail(Box::new(d), msg),
+            ),
         };
         plan.steps.push(step);
     }
     for ns in namespaces {
         let name = ns.name_any();
         let looks_ours = name.starts_with(NAME_PREFIX)
-            || ns.labels().contains_key(MANAGED_BY_LABEL) && ns.labels()[MANAGED_BY_LABEL] == MANAGED_BY_VALUE
+            || ns.labels().contains_key(MANAGED_BY_LABEL)
+                && ns.labels()[MANAGED_BY_LABEL] == MANAGED_BY_VALUE
             || ns.annotations().contains_key(DEMO_UID_ANNOTATION);
         if !looks_ours {
             continue;
         }
         if let Some(deleted) = time::deleted_at(&ns.metadata) {
             if now - deleted >= opts.stuck_after {
-                let why = format!("terminating for {}; check finalizers on its objects", crate::domain::duration::format(now - deleted));
-                plan.steps.push((item("namespace", &name, "report", why), Step::Report));
+                let why = format!(
+                    "terminating for {}; check finalizers on its objects",
+                    crate::domain::duration::format(now - deleted)
+                );
+                plan.steps
+                    .push((item("namespace", &name, "report", why), Step::Report));
             }
             continue;
         }
         match orphan_objection(&ns, &demo_uids, now, opts.orphan_grace) {
-            None => plan.steps.push((item("namespace", &name, "delete-orphan", "its Demo no longer exists"), Step::DeleteOrphan(name))),
+            None => plan.steps.push((
+                item(
+                    "namespace",
+                    &name,
+                    "delete-orphan",
+                    "its Demo no longer exists",
+                ),
+                Step::DeleteOrphan(name),
+            )),
             Some(why) if why == "its Demo exists" => {}
-            Some(why) => plan.steps.push((item("namespace", &name, "report", format!("looks like a demo namespace but is kept: {why}")), Step::Report)),
+            Some(why) => plan.steps.push((
+                item(
+                    "namespace",
+                    &name,
+                    "report",
+                    format!("looks like a demo namespace but is kept: {why}"),
+                ),
+                Step::Report,
+            )),
         }
     }
     Ok(plan)
 }
 
 /// Carries out the plan; one failing step does not stop the others.
-pub async fn execute(client: &Client, plan: &Plan, metrics: &Metrics) -> Vec<(PlanItem, Result<(), kube::Error>)> {
+pub async fn execute(
+    client: &Client,
+    plan: &Plan,
+    metrics: &Metrics,
+) -> Vec<(PlanItem, Result<(), kube::Error>)> {
     let mut out = Vec::new();
     for (it, step) in &plan.steps {
         let r = match step {
             Step::Sleep(d) => actions::sleep(client, d, "asleep after being idle (sweep)").await,
             Step::DeleteDemo(name) => actions::request_delete(client, name).await,
             Step::Fail(d, msg) => actions::fail(client, d, msg).await,
-            Step::RetryDelete(d) => actions::delete_namespace_if_ours(client, d).await.map(|_| ()),
-            Step::DeleteOrphan(name) => crate::k8s::delete_if_present(&Api::<Namespace>::all(client.clone()), name).await,
+            Step::RetryDelete(d) => actions::delete_namespace_if_ours(client, d)
+                .await
+                .map(|_| ()),
+            Step::DeleteOrphan(name) => {
+                crate::k8s::delete_if_present(&Api::<Namespace>::all(client.clone()), name).await
+            }
             Step::Report => Ok(()),
         };
         if r.is_ok() {
-            metrics.sweep_actions.get_or_create(&label("action", &it.action)).inc();
+            metrics
+                .sweep_actions
+                .get_or_create(&label("action", &it.action))
+                .inc();
         }
         match &r {
-            Ok(()) if it.action == "report" => tracing::warn!(kind = %it.kind, name = %it.name, reason = %it.reason, "sweep: reported, not changed"),
-            Ok(()) => tracing::info!(kind = %it.kind, name = %it.name, action = %it.action, reason = %it.reason, "sweep: done"),
-            Err(e) => tracing::warn!(kind = %it.kind, name = %it.name, action = %it.action, error = %e, "sweep: step failed"),
+            Ok(()) if it.action == "report" => {
+                tracing::warn!(kind = %it.kind, name = %it.name, reason = %it.reason, "sweep: reported, not changed")
+            }
+            Ok(()) => {
+                tracing::info!(kind = %it.kind, name = %it.name, action = %it.action, reason = %it.reason, "sweep: done")
+            }
+            Err(e) => {
+                tracing::warn!(kind = %it.kind, name = %it.name, action = %it.action, error = %e, "sweep: step failed")
+            }
         }
         out.push((it.clone(), r));
     }
@@ -193,7 +287,12 @@ pub async fn execute(client: &Client, plan: &Plan, metrics: &Metrics) -> Vec<(Pl
 }
 
 /// One complete pass, timed into the metrics.
-pub async fn sweep(client: &Client, catalogue: &Catalogue, opts: &SweepOptions, metrics: &Metrics) -> Result<Vec<PlanItem>, kube::Error> {
+pub async fn sweep(
+    client: &Client,
+    catalogue: &Catalogue,
+    opts: &SweepOptions,
+    metrics: &Metrics,
+) -> Result<Vec<PlanItem>, kube::Error> {
     let start = std::time::Instant::now();
     let plan = plan(client, catalogue, opts).await?;
     execute(client, &plan, metrics).await;
@@ -206,7 +305,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn ns(name: &str, labels: serde_json::Value, annotations: serde_json::Value, age_min: i64) -> Namespace {
+    fn ns(
+        name: &str,
+        labels: serde_json::Value,
+        annotations: serde_json::Value,
+        age_min: i64,
+    ) -> Namespace {
         let created = (Utc::now() - Duration::minutes(age_min)).to_rfc3339();
         serde_json::from_value(json!({"metadata": {"name": name, "labels": labels, "annotations": annotations, "creationTimestamp": created}})).unwrap()
     }
@@ -218,17 +322,39 @@ mod tests {
         let good_l = json!({MANAGED_BY_LABEL: MANAGED_BY_VALUE});
         let good_a = json!({DEMO_UID_ANNOTATION: "dead-uid"});
         let now = Utc::now();
-        assert_eq!(orphan_objection(&ns("demo-1", good_l.clone(), good_a.clone(), 60), &live, now, g), None);
+        assert_eq!(
+            orphan_objection(
+                &ns("demo-1", good_l.clone(), good_a.clone(), 60),
+                &live,
+                now,
+                g
+            ),
+            None
+        );
         let cases = [
             ns("prod-1", good_l.clone(), good_a.clone(), 60),
             ns("demo-2", json!({}), good_a.clone(), 60),
-            ns("demo-3", json!({MANAGED_BY_LABEL: "helm"}), good_a.clone(), 60),
+            ns(
+                "demo-3",
+                json!({MANAGED_BY_LABEL: "helm"}),
+                good_a.clone(),
+                60,
+            ),
             ns("demo-4", good_l.clone(), json!({}), 60),
-            ns("demo-5", good_l.clone(), json!({DEMO_UID_ANNOTATION: "live-uid"}), 60),
+            ns(
+                "demo-5",
+                good_l.clone(),
+                json!({DEMO_UID_ANNOTATION: "live-uid"}),
+                60,
+            ),
             ns("demo-6", good_l.clone(), good_a.clone(), 1),
         ];
         for c in cases {
-            assert!(orphan_objection(&c, &live, now, g).is_some(), "{} must not be an orphan", c.name_any());
+            assert!(
+                orphan_objection(&c, &live, now, g).is_some(),
+                "{} must not be an orphan",
+                c.name_any()
+            );
         }
     }
 }

@@ -6,7 +6,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub fn to_chrono(t: &Time) -> DateTime<Utc> {
     let ts = t.0;
-    DateTime::from_timestamp(ts.as_second(), ts.subsec_nanosecond().max(0) as u32).unwrap_or_default()
+    DateTime::from_timestamp(ts.as_second(), ts.subsec_nanosecond().max(0) as u32)
+        .unwrap_or_default()
 }
 
 pub fn created_at(meta: &kube::core::ObjectMeta) -> Option<DateTime<Utc>> {

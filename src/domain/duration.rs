@@ -20,7 +20,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             'm' => 60,
             'h' => 3600,
             'd' => 86400,
-            _ => return Err(format!("invalid duration {text:?}: unknown unit {c:?} (use s, m, h, d)")),
+            _ => {
+                return Err(format!(
+                    "invalid duration {text:?}: unknown unit {c:?} (use s, m, h, d)"
+                ));
+            }
         };
         let n: i64 = num
             .parse()
@@ -32,7 +36,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         num.clear();
     }
     if !num.is_empty() {
-        return Err(format!("invalid duration {text:?}: missing unit after {num} (use s, m, h, d)"));
+        return Err(format!(
+            "invalid duration {text:?}: missing unit after {num} (use s, m, h, d)"
+        ));
     }
     if total > 365 * 86400 {
         return Err(format!("invalid duration {text:?}: longer than a year"));

@@ -6,7 +6,9 @@ use super::template::{Lifecycle, Lifetimes};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 pub enum Phase {
     #[default]
     Pending,
@@ -103,16 +105,25 @@ pub struct Decision {
 
 pub fn decide(f: &Facts, p: &Policy, now: DateTime<Utc>) -> Decision {
     if f.deleting || f.phase == Phase::Deleting {
-        return Decision { action: Action::Nothing, next: None };
+        return Decision {
+            action: Action::Nothing,
+            next: None,
+        };
     }
     let delete_idle_at = f.last_activity + p.delete_after_idle;
     let mut deadlines = vec![f.expires_at, delete_idle_at];
     if now >= f.expires_at {
-        return Decision { action: Action::Delete(DeleteReason::Expired), next: None };
+        return Decision {
+            action: Action::Delete(DeleteReason::Expired),
+            next: None,
+        };
     }
     // Idle counts from the last activity, asleep or not.
     if now >= delete_idle_at {
-        return Decision { action: Action::Delete(DeleteReason::Idle), next: None };
+        return Decision {
+            action: Action::Delete(DeleteReason::Idle),
+            next: None,
+        };
     }
     match f.phase {
         Phase::Pending | Phase::Provisioning => {
@@ -144,16 +155,24 @@ pub fn decide(f: &Facts, p: &Policy, now: DateTime<Utc>) -> Decision {
         Phase::Ready => {
             // A wake is not activity, but a freshly woken demo gets a full idle period
             // before it is put back to sleep.
-            let idle_from = f.ready_at.map_or(f.last_activity, |r| r.max(f.last_activity));
+            let idle_from = f
+                .ready_at
+                .map_or(f.last_activity, |r| r.max(f.last_activity));
             let sleep_at = idle_from + p.sleep_after_idle;
             if now >= sleep_at {
-                return Decision { action: Action::Sleep, next: None };
+                return Decision {
+                    action: Action::Sleep,
+                    next: None,
+                };
             }
             deadlines.push(sleep_at);
         }
         Phase::Sleeping | Phase::Failed | Phase::Deleting => {}
     }
-    Decision { action: Action::Nothing, next: deadlines.into_iter().min() }
+    Decision {
+        action: Action::Nothing,
+        next: deadlines.into_iter().min(),
+    }
 }
 
 /// A request's lifetime overrides, checked against the template's limits.
@@ -183,16 +202,36 @@ pub fn resolve(lc: &Lifecycle, o: &Overrides, admin: bool) -> Result<Lifetimes, 
     };
     let (d, l) = (&lc.defaults, &lc.limits);
     let out = Lifetimes {
-        sleep_after_idle: pick("sleepAfterIdle", o.sleep_after_idle, d.sleep_after_idle, l.sleep_after_idle)?,
-        delete_after_idle: pick("deleteAfterIdle", o.delete_after_idle, d.delete_after_idle, l.delete_after_idle)?,
-        max_lifetime: pick("maxLifetime", o.max_lifetime, d.max_lifetime, l.max_lifetime)?,
+        sleep_after_idle: pick(
+            "sleepAfterIdle",
+            o.sleep_after_idle,
+            d.sleep_after_idle,
+            l.sleep_after_idle,
+        )?,
+        delete_after_idle: pick(
+            "deleteAfterIdle",
+            o.delete_after_idle,
+            d.delete_after_idle,
+            l.delete_after_idle,
+        )?,
+        max_lifetime: pick(
+            "maxLifetime",
+            o.max_lifetime,
+            d.max_lifetime,
+            l.max_lifetime,
+        )?,
     };
     Ok(out)
 }
 
 /// Extending moves the expiry; the total extension is bounded by the template
 /// (admins may go further). Returns the new total extension.
-pub fn extend(current: Duration, by: Duration, max_extension: Duration, admin: bool) -> Result<Duration, String> {
+pub fn extend(
+    current: Duration,
+    by: Duration,
+    max_extension: Duration,
+    admin: bool,
+) -> Result<Duration, String> {
     if by <= Duration::zero() {
         return Err("by must be longer than 0s".into());
     }
@@ -213,16 +252,30 @@ mod tests {
     use super::*;
 
     fn t0() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-26T12:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-11-26T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
     fn m(n: i64) -> Duration {
         Duration::minutes(n)
     }
     fn policy() -> Policy {
-        Policy { sleep_after_idle: m(30), delete_after_idle: m(240), provision_timeout: m(10), wake_timeout: m(5) }
+        Policy {
+            sleep_after_idle: m(30),
+            delete_after_idle: m(240),
+            provision_timeout: m(10),
+            wake_timeout: m(5),
+        }
     }
     fn facts(phase: Phase) -> Facts {
-        Facts { phase, phase_since: t0(), last_activity: t0(), ready_at: Some(t0()), expires_at: t0() + m(1000), deleting: false }
+        Facts {
+            phase,
+            phase_since: t0(),
+            last_activity: t0(),
+            ready_at: Some(t0()),
+            expires_at: t0() + m(1000),
+            deleting: false,
+        }
     }
 
     #[test]
@@ -230,7 +283,11 @@ mod tests {
         let f = facts(Phase::Ready);
         let d = decide(&f, &policy(), t0() + m(29));
         assert_eq!(d.action, Action::Nothing);
-        assert_eq!(d.next, Some(t0() + m(30)), "requeues exactly at the sleep deadline");
+        assert_eq!(
+            d.next,
+            Some(t0() + m(30)),
+            "requeues exactly at the sleep deadline"
+        );
         assert_eq!(decide(&f, &policy(), t0() + m(30)).action, Action::Sleep);
     }
 
@@ -249,7 +306,10 @@ mod tests {
         assert_eq!(decide(&f, &policy(), t0() + m(110)).action, Action::Nothing);
         assert_eq!(decide(&f, &policy(), t0() + m(130)).action, Action::Sleep);
         // ...and the wake did not postpone deletion for idleness.
-        assert_eq!(decide(&f, &policy(), t0() + m(240)).action, Action::Delete(DeleteReason::Idle));
+        assert_eq!(
+            decide(&f, &policy(), t0() + m(240)).action,
+            Action::Delete(DeleteReason::Idle)
+        );
     }
 
     #[test]
@@ -260,7 +320,10 @@ mod tests {
             assert_eq!(d.action, Action::Delete(DeleteReason::Idle), "{phase:?}");
         }
         let f = facts(Phase::Sleeping);
-        assert_eq!(decide(&f, &policy(), t0() + m(239)).next, Some(t0() + m(240)));
+        assert_eq!(
+            decide(&f, &policy(), t0() + m(239)).next,
+            Some(t0() + m(240))
+        );
     }
 
     #[test]
@@ -268,7 +331,10 @@ mod tests {
         let mut f = facts(Phase::Ready);
         f.expires_at = t0() + m(60);
         f.last_activity = t0() + m(59);
-        assert_eq!(decide(&f, &policy(), t0() + m(60)).action, Action::Delete(DeleteReason::Expired));
+        assert_eq!(
+            decide(&f, &policy(), t0() + m(60)).action,
+            Action::Delete(DeleteReason::Expired)
+        );
         assert_eq!(decide(&f, &policy(), t0() + m(59)).next, Some(t0() + m(60)));
     }
 
@@ -278,21 +344,31 @@ mod tests {
         let d = decide(&f, &policy(), t0() + m(9));
         assert_eq!(d.action, Action::Nothing);
         assert_eq!(d.next, Some(t0() + m(10)));
-        assert!(matches!(decide(&f, &policy(), t0() + m(10)).action, Action::Fail(msg) if msg.contains("10m")));
-        assert!(matches!(decide(&facts(Phase::Pending), &policy(), t0() + m(11)).action, Action::Fail(_)));
+        assert!(
+            matches!(decide(&f, &policy(), t0() + m(10)).action, Action::Fail(msg) if msg.contains("10m"))
+        );
+        assert!(matches!(
+            decide(&facts(Phase::Pending), &policy(), t0() + m(11)).action,
+            Action::Fail(_)
+        ));
     }
 
     #[test]
     fn a_stuck_wake_fails_at_its_timeout() {
         let f = facts(Phase::Waking);
-        assert!(matches!(decide(&f, &policy(), t0() + m(5)).action, Action::Fail(msg) if msg.contains("waking")));
+        assert!(
+            matches!(decide(&f, &policy(), t0() + m(5)).action, Action::Fail(msg) if msg.contains("waking"))
+        );
     }
 
     #[test]
     fn deleting_demos_are_left_to_the_deletion_path() {
         let mut f = facts(Phase::Ready);
         f.deleting = true;
-        assert_eq!(decide(&f, &policy(), t0() + m(10_000)).action, Action::Nothing);
+        assert_eq!(
+            decide(&f, &policy(), t0() + m(10_000)).action,
+            Action::Nothing
+        );
     }
 
     #[test]
@@ -302,27 +378,53 @@ mod tests {
     }
 
     fn lifecycle() -> Lifecycle {
-        let l = |s, d, x| Lifetimes { sleep_after_idle: m(s), delete_after_idle: m(d), max_lifetime: m(x) };
-        Lifecycle { defaults: l(30, 240, 1000), limits: l(60, 480, 2000), max_extension: m(600), provision_timeout: None, wake_timeout: None }
+        let l = |s, d, x| Lifetimes {
+            sleep_after_idle: m(s),
+            delete_after_idle: m(d),
+            max_lifetime: m(x),
+        };
+        Lifecycle {
+            defaults: l(30, 240, 1000),
+            limits: l(60, 480, 2000),
+            max_extension: m(600),
+            provision_timeout: None,
+            wake_timeout: None,
+        }
     }
 
     #[test]
     fn overrides_within_limits_are_allowed_beyond_them_admin_only() {
         let lc = lifecycle();
-        let o = Overrides { sleep_after_idle: Some(m(45)), ..Default::default() };
+        let o = Overrides {
+            sleep_after_idle: Some(m(45)),
+            ..Default::default()
+        };
         assert_eq!(resolve(&lc, &o, false).unwrap().sleep_after_idle, m(45));
-        let o = Overrides { sleep_after_idle: Some(m(90)), ..Default::default() };
+        let o = Overrides {
+            sleep_after_idle: Some(m(90)),
+            ..Default::default()
+        };
         let e = resolve(&lc, &o, false).unwrap_err();
-        assert!(e.contains("sleepAfterIdle") && e.contains("admins only"), "{e}");
+        assert!(
+            e.contains("sleepAfterIdle") && e.contains("admins only"),
+            "{e}"
+        );
         assert_eq!(resolve(&lc, &o, true).unwrap().sleep_after_idle, m(90));
-        assert_eq!(resolve(&lc, &Overrides::default(), false).unwrap(), lc.defaults);
+        assert_eq!(
+            resolve(&lc, &Overrides::default(), false).unwrap(),
+            lc.defaults
+        );
     }
 
     #[test]
     fn extension_is_bounded() {
         assert_eq!(extend(m(0), m(60), m(600), false).unwrap(), m(60));
         assert_eq!(extend(m(540), m(60), m(600), false).unwrap(), m(600));
-        assert!(extend(m(600), m(1), m(600), false).unwrap_err().contains("beyond"));
+        assert!(
+            extend(m(600), m(1), m(600), false)
+                .unwrap_err()
+                .contains("beyond")
+        );
         assert_eq!(extend(m(600), m(60), m(600), true).unwrap(), m(660));
         assert!(extend(m(0), m(0), m(600), false).is_err());
     }

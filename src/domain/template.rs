@@ -75,10 +75,18 @@ pub struct Lifecycle {
     #[serde(with = "serde_duration")]
     pub max_extension: Duration,
     /// A provisioning that takes longer ends in Failed.
-    #[serde(default, with = "serde_duration_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "serde_duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub provision_timeout: Option<Duration>,
     /// A wake that takes longer ends in Failed.
-    #[serde(default, with = "serde_duration_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "serde_duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub wake_timeout: Option<Duration>,
 }
 
@@ -103,14 +111,18 @@ pub struct TemplateError {
 fn dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
 
 fn pinned_version(v: &str) -> bool {
     let parts: Vec<&str> = v.split('.').collect();
-    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
 }
 
 impl Template {
@@ -121,49 +133,92 @@ impl Template {
             field: field.to_string(),
             message,
         };
-        let value: Value = serde_saphyr::from_str(text).map_err(|e| err("(document)", format!("not valid YAML: {e}")))?;
+        let value: Value = serde_saphyr::from_str(text)
+            .map_err(|e| err("(document)", format!("not valid YAML: {e}")))?;
         let t: Template = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner().to_string();
             // serde names an unknown or missing field in its message; point at its parent.
-            let field = if path == "." { "(top level)".to_string() } else { path };
+            let field = if path == "." {
+                "(top level)".to_string()
+            } else {
+                path
+            };
             err(&field, inner)
         })?;
-        t.validate().map_err(|(field, message)| err(&field, message))?;
+        t.validate()
+            .map_err(|(field, message)| err(&field, message))?;
         Ok(t)
     }
 
     fn validate(&self) -> Result<(), (String, String)> {
         let f = |field: &str, msg: String| Err((field.to_string(), msg));
         if !dns_label(&self.name) || self.name.len() > 40 {
-            return f("name", format!("{:?} must be a lowercase DNS label of at most 40 characters", self.name));
+            return f(
+                "name",
+                format!(
+                    "{:?} must be a lowercase DNS label of at most 40 characters",
+                    self.name
+                ),
+            );
         }
         if self.display_name.trim().is_empty() {
             return f("displayName", "must not be empty".into());
         }
         if !pinned_version(&self.vcluster.version) {
-            return f("vcluster.version", format!("{:?} must be a pinned version such as 0.36.1", self.vcluster.version));
+            return f(
+                "vcluster.version",
+                format!(
+                    "{:?} must be a pinned version such as 0.36.1",
+                    self.vcluster.version
+                ),
+            );
         }
         let img = &self.vcluster.cli_image;
-        let tagged = img.contains('@') || img.rsplit('/').next().is_some_and(|last| last.contains(':'));
+        let tagged = img.contains('@')
+            || img
+                .rsplit('/')
+                .next()
+                .is_some_and(|last| last.contains(':'));
         if img.trim().is_empty() || !tagged || img.ends_with(":latest") {
-            return f("vcluster.cliImage", format!("{img:?} must be pinned to a tag or digest (not :latest)"));
+            return f(
+                "vcluster.cliImage",
+                format!("{img:?} must be pinned to a tag or digest (not :latest)"),
+            );
         }
         if !(self.vcluster.values.is_object() || self.vcluster.values.is_null()) {
-            return f("vcluster.values", "must be a mapping of vcluster.yaml settings".into());
+            return f(
+                "vcluster.values",
+                "must be a mapping of vcluster.yaml settings".into(),
+            );
         }
         let schemes = ["oci://", "s3://", "container://"];
         if self.snapshot.trim().is_empty() {
             return f("snapshot", "a snapshot URL is required".into());
         }
-        if !schemes.iter().any(|s| self.snapshot.starts_with(s) && self.snapshot.len() > s.len()) {
-            return f("snapshot", format!("{:?} must start with oci://, s3:// or container://", self.snapshot));
+        if !schemes
+            .iter()
+            .any(|s| self.snapshot.starts_with(s) && self.snapshot.len() > s.len())
+        {
+            return f(
+                "snapshot",
+                format!(
+                    "{:?} must start with oci://, s3:// or container://",
+                    self.snapshot
+                ),
+            );
         }
         if !dns_label(&self.entrypoint.namespace) {
-            return f("entrypoint.namespace", format!("{:?} must be a DNS label", self.entrypoint.namespace));
+            return f(
+                "entrypoint.namespace",
+                format!("{:?} must be a DNS label", self.entrypoint.namespace),
+            );
         }
         if !dns_label(&self.entrypoint.service) {
-            return f("entrypoint.service", format!("{:?} must be a DNS label", self.entrypoint.service));
+            return f(
+                "entrypoint.service",
+                format!("{:?} must be a DNS label", self.entrypoint.service),
+            );
         }
         if self.entrypoint.port == 0 {
             return f("entrypoint.port", "must be between 1 and 65535".into());
@@ -178,18 +233,30 @@ impl Template {
             ("maxLifetime", d.max_lifetime, l.max_lifetime),
         ] {
             if dv <= Duration::zero() {
-                return f(&format!("lifecycle.defaults.{name}"), "must be longer than 0s".into());
+                return f(
+                    &format!("lifecycle.defaults.{name}"),
+                    "must be longer than 0s".into(),
+                );
             }
             if dv > lv {
-                return f(&format!("lifecycle.defaults.{name}"), format!("is longer than lifecycle.limits.{name}"));
+                return f(
+                    &format!("lifecycle.defaults.{name}"),
+                    format!("is longer than lifecycle.limits.{name}"),
+                );
             }
         }
         if d.sleep_after_idle > d.delete_after_idle {
-            return f("lifecycle.defaults.sleepAfterIdle", "must not be longer than deleteAfterIdle".into());
+            return f(
+                "lifecycle.defaults.sleepAfterIdle",
+                "must not be longer than deleteAfterIdle".into(),
+            );
         }
         for (k, v) in &self.quota {
             if k.is_empty() || !(v.is_string() || v.is_number()) {
-                return f(&format!("quota.{k}"), "must be a quantity such as \"8\" or \"16Gi\"".into());
+                return f(
+                    &format!("quota.{k}"),
+                    "must be a quantity such as \"8\" or \"16Gi\"".into(),
+                );
             }
         }
         Ok(())
@@ -199,7 +266,12 @@ impl Template {
     pub fn quota_hard(&self) -> BTreeMap<String, String> {
         self.quota
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                )
+            })
             .collect()
     }
 }
@@ -233,7 +305,11 @@ impl Catalogue {
             let text = match std::fs::read_to_string(&path) {
                 Ok(t) => t,
                 Err(e) => {
-                    errors.push(TemplateError { file, field: "(file)".into(), message: e.to_string() });
+                    errors.push(TemplateError {
+                        file,
+                        field: "(file)".into(),
+                        message: e.to_string(),
+                    });
                     continue;
                 }
             };
@@ -243,7 +319,10 @@ impl Catalogue {
                         errors.push(TemplateError {
                             file,
                             field: "name".into(),
-                            message: format!("duplicate template name {:?} (also in {first})", t.name),
+                            message: format!(
+                                "duplicate template name {:?} (also in {first})",
+                                t.name
+                            ),
                         });
                         continue;
                     }
@@ -260,7 +339,11 @@ impl Catalogue {
                 message: "no template files (*.yaml) found".into(),
             });
         }
-        if errors.is_empty() { Ok(cat) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(cat)
+        } else {
+            Err(errors)
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&Template> {
@@ -311,7 +394,8 @@ quota:
         assert_eq!(e.field, "lifecycle.defaults.sleepAfterIdle");
         assert!(e.message.contains("invalid duration"), "{e}");
 
-        let e = error_for(&GOOD.replace("description: A shop.", "description: A shop.\ncolour: red"));
+        let e =
+            error_for(&GOOD.replace("description: A shop.", "description: A shop.\ncolour: red"));
         assert!(e.message.contains("unknown field `colour`"), "{e}");
 
         let e = error_for(&GOOD.replace("snapshot: oci://ghcr.io/example/snap:1\n", ""));
@@ -338,7 +422,11 @@ quota:
         std::fs::write(dir.join("b.yaml"), GOOD).unwrap();
         let errs = Catalogue::load_dir(&dir).unwrap_err();
         assert_eq!(errs.len(), 1);
-        assert!(errs[0].file.ends_with("b.yaml") && errs[0].field == "name", "{}", errs[0]);
+        assert!(
+            errs[0].file.ends_with("b.yaml") && errs[0].field == "name",
+            "{}",
+            errs[0]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

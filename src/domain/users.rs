@@ -54,11 +54,18 @@ pub fn hash_token(token: &str) -> String {
 
 /// A new random token (244 bits from the OS's generator via UUIDv4).
 pub fn new_token() -> String {
-    format!("sr_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+    format!(
+        "sr_{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 fn valid_owner_name(n: &str) -> bool {
-    !n.is_empty() && n.len() <= 63 && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    !n.is_empty()
+        && n.len() <= 63
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
 }
 
 impl Users {
@@ -75,16 +82,27 @@ impl Users {
         let mut by_hash = HashMap::new();
         for (i, u) in entries.into_iter().enumerate() {
             if !valid_owner_name(&u.name) {
-                return Err(format!("users[{i}].name: {:?} must be 1-63 letters, digits or -_.@", u.name));
+                return Err(format!(
+                    "users[{i}].name: {:?} must be 1-63 letters, digits or -_.@",
+                    u.name
+                ));
             }
             for (j, h) in u.token_sha256.iter().enumerate() {
                 let h = h.to_ascii_lowercase();
                 if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(format!("users[{i}].tokenSha256[{j}]: must be 64 hex digits"));
+                    return Err(format!(
+                        "users[{i}].tokenSha256[{j}]: must be 64 hex digits"
+                    ));
                 }
-                let user = User { name: u.name.clone(), role: u.role, max_demos: u.max_demos };
+                let user = User {
+                    name: u.name.clone(),
+                    role: u.role,
+                    max_demos: u.max_demos,
+                };
                 if by_hash.insert(h, user).is_some() {
-                    return Err(format!("users[{i}].tokenSha256[{j}]: the same token is given to two users"));
+                    return Err(format!(
+                        "users[{i}].tokenSha256[{j}]: the same token is given to two users"
+                    ));
                 }
             }
         }
@@ -111,7 +129,10 @@ mod tests {
     #[test]
     fn tokens_authenticate_by_hash() {
         let t = new_token();
-        let text = format!("users:\n- name: alice\n  role: sales\n  tokenSha256: [{}]\n", hash_token(&t));
+        let text = format!(
+            "users:\n- name: alice\n  role: sales\n  tokenSha256: [{}]\n",
+            hash_token(&t)
+        );
         let users = Users::parse("users.yaml", &text).unwrap();
         let u = users.authenticate(&t).unwrap();
         assert_eq!((u.name.as_str(), u.role), ("alice", Role::Sales));
@@ -121,9 +142,17 @@ mod tests {
 
     #[test]
     fn bad_files_name_the_field() {
-        let e = Users::parse("u.yaml", "users:\n- name: a\n  role: boss\n  tokenSha256: []\n").unwrap_err();
+        let e = Users::parse(
+            "u.yaml",
+            "users:\n- name: a\n  role: boss\n  tokenSha256: []\n",
+        )
+        .unwrap_err();
         assert!(e.starts_with("u.yaml: users[0].role"), "{e}");
-        let e = Users::parse("u.yaml", "users:\n- name: a\n  role: sales\n  tokenSha256: [abc]\n").unwrap_err();
+        let e = Users::parse(
+            "u.yaml",
+            "users:\n- name: a\n  role: sales\n  tokenSha256: [abc]\n",
+        )
+        .unwrap_err();
         assert!(e.contains("tokenSha256[0]"), "{e}");
     }
 }

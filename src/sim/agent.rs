@@ -7,7 +7,7 @@ use crate::k8s::{create_if_absent, delete_if_present};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -85,7 +85,9 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector(writer, watcher(api, cfg)).default_backoff().touched_objects();
+    let stream = reflector(writer, watcher(api, cfg))
+        .default_backoff()
+        .touched_objects();
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         while stream.next().await.is_some() {}
@@ -138,7 +140,10 @@ impl Agent {
             .status
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True"));
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+            });
         if done || job.metadata.deletion_timestamp.is_some() {
             return Ok(());
         }
@@ -151,7 +156,14 @@ impl Agent {
         let spec = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
         let container = spec.and_then(|s| s.containers.first());
         let args: Vec<String> = container
-            .map(|c| c.command.clone().unwrap_or_default().into_iter().chain(c.args.clone().unwrap_or_default()).collect())
+            .map(|c| {
+                c.command
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .chain(c.args.clone().unwrap_or_default())
+                    .collect()
+            })
             .unwrap_or_default();
         let entrypoint = job
             .spec
@@ -161,15 +173,23 @@ impl Agent {
             .and_then(|a| a.get(ENTRYPOINT_ANNOTATION).cloned());
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let status = match parse_create(&args) {
-            Some(call) if call.restore.as_deref().is_some_and(|u| u.contains(FAIL_MARKER)) => json!({
-                "failed": 1, "startTime": now,
-                "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                    "message": format!("Job has reached the specified backoff limit: restore from {} failed", call.restore.unwrap_or_default()),
-                    "lastTransitionTime": now}],
-            }),
+            Some(call)
+                if call
+                    .restore
+                    .as_deref()
+                    .is_some_and(|u| u.contains(FAIL_MARKER)) =>
+            {
+                json!({
+                    "failed": 1, "startTime": now,
+                    "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                        "message": format!("Job has reached the specified backoff limit: restore from {} failed", call.restore.unwrap_or_default()),
+                        "lastTransitionTime": now}],
+                })
+            }
             Some(call) => {
                 let target_ns = call.namespace.clone().unwrap_or_else(|| ns.clone());
-                self.vcluster_create(&target_ns, &call.name, entrypoint.as_deref()).await?;
+                self.vcluster_create(&target_ns, &call.name, entrypoint.as_deref())
+                    .await?;
                 json!({"succeeded": 1, "startTime": now, "completionTime": now,
                     "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": now}]})
             }
@@ -177,47 +197,69 @@ impl Agent {
                 "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": now}]}),
         };
         let api: Api<Job> = Api::namespaced(self.client.clone(), &ns);
-        api.patch_status(&job.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": status})))
-            .await?;
+        api.patch_status(
+            &job.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await?;
         Ok(())
     }
 
     /// Creates what `vcluster create NAME --namespace NS` creates (DESIGN.md).
-    async fn vcluster_create(&self, ns: &str, name: &str, entrypoint: Option<&str>) -> Result<(), kube::Error> {
+    async fn vcluster_create(
+        &self,
+        ns: &str,
+        name: &str,
+        entrypoint: Option<&str>,
+    ) -> Result<(), kube::Error> {
         let c = &self.client;
         let labels = json!({"app": "vcluster", "release": name});
         for sa in [format!("vc-{name}"), format!("vc-workload-{name}")] {
-            let obj: ServiceAccount = from_json(json!({"metadata": {"name": sa, "labels": labels}}))?;
+            let obj: ServiceAccount =
+                from_json(json!({"metadata": {"name": sa, "labels": labels}}))?;
             create_if_absent(&Api::namespaced(c.clone(), ns), &obj).await?;
         }
-        let role: Role = from_json(json!({"metadata": {"name": format!("vc-{name}"), "labels": labels},
-            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}))?;
+        let role: Role = from_json(
+            json!({"metadata": {"name": format!("vc-{name}"), "labels": labels},
+            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}),
+        )?;
         create_if_absent(&Api::namespaced(c.clone(), ns), &role).await?;
-        let rb: RoleBinding = from_json(json!({"metadata": {"name": format!("vc-{name}"), "labels": labels},
+        let rb: RoleBinding = from_json(
+            json!({"metadata": {"name": format!("vc-{name}"), "labels": labels},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": format!("vc-{name}")},
-            "subjects": [{"kind": "ServiceAccount", "name": format!("vc-{name}"), "namespace": ns}]}))?;
+            "subjects": [{"kind": "ServiceAccount", "name": format!("vc-{name}"), "namespace": ns}]}),
+        )?;
         create_if_absent(&Api::namespaced(c.clone(), ns), &rb).await?;
-        let cfg: Secret = from_json(json!({"metadata": {"name": format!("vc-config-{name}"), "labels": labels},
-            "stringData": {"config.yaml": "# simulated vcluster.yaml\n"}}))?;
+        let cfg: Secret = from_json(
+            json!({"metadata": {"name": format!("vc-config-{name}"), "labels": labels},
+            "stringData": {"config.yaml": "# simulated vcluster.yaml\n"}}),
+        )?;
         create_if_absent(&Api::namespaced(c.clone(), ns), &cfg).await?;
         let svc: Service = from_json(json!({"metadata": {"name": name, "labels": labels},
             "spec": {"selector": labels, "ports": [{"name": "https", "port": 443, "targetPort": 8443}]}}))?;
         create_if_absent(&Api::namespaced(c.clone(), ns), &svc).await?;
-        let headless: Service = from_json(json!({"metadata": {"name": format!("{name}-headless"), "labels": labels},
-            "spec": {"clusterIP": "None", "selector": labels, "ports": [{"name": "https", "port": 443, "targetPort": 8443}]}}))?;
+        let headless: Service = from_json(
+            json!({"metadata": {"name": format!("{name}-headless"), "labels": labels},
+            "spec": {"clusterIP": "None", "selector": labels, "ports": [{"name": "https", "port": 443, "targetPort": 8443}]}}),
+        )?;
         create_if_absent(&Api::namespaced(c.clone(), ns), &headless).await?;
-        let pvc: PersistentVolumeClaim = from_json(json!({"metadata": {"name": format!("data-{name}-0"), "labels": labels},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}}))?;
+        let pvc: PersistentVolumeClaim = from_json(
+            json!({"metadata": {"name": format!("data-{name}-0"), "labels": labels},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}}),
+        )?;
         create_if_absent(&Api::namespaced(c.clone(), ns), &pvc).await?;
         let mut annotations = json!({});
         if let Some(ep) = entrypoint {
             annotations[ENTRYPOINT_ANNOTATION] = json!(ep);
         }
-        let sts: StatefulSet = from_json(json!({"metadata": {"name": name, "labels": labels, "annotations": annotations},
+        let sts: StatefulSet = from_json(
+            json!({"metadata": {"name": name, "labels": labels, "annotations": annotations},
             "spec": {"replicas": 1, "serviceName": format!("{name}-headless"),
                 "selector": {"matchLabels": labels},
                 "template": {"metadata": {"labels": labels}, "spec": {"serviceAccountName": format!("vc-{name}"),
-                    "containers": [{"name": "syncer", "image": "ghcr.io/loft-sh/vcluster-pro:0.36.0"}]}}}}))?;
+                    "containers": [{"name": "syncer", "image": "ghcr.io/loft-sh/vcluster-pro:0.36.0"}]}}}}),
+        )?;
         create_if_absent(&Api::namespaced(c.clone(), ns), &sts).await?;
         Ok(())
     }
@@ -227,7 +269,11 @@ impl Agent {
         let name = sts.name_any();
         let key = (ns.clone(), name.clone());
         let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let ready = sts.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+        let ready = sts
+            .status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0);
         let sets: Api<StatefulSet> = Api::namespaced(self.client.clone(), &ns);
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         if sts.metadata.deletion_timestamp.is_some() {
@@ -255,13 +301,17 @@ impl Agent {
             return Ok(());
         }
         let labels = json!({"app": "vcluster", "release": name});
-        let pod: Pod = from_json(json!({"metadata": {"name": format!("{name}-0"), "labels": labels},
+        let pod: Pod = from_json(
+            json!({"metadata": {"name": format!("{name}-0"), "labels": labels},
             "spec": {"containers": [{"name": "syncer", "image": "ghcr.io/loft-sh/vcluster-pro:0.36.0"}]},
-            "status": {"phase": "Running"}}))?;
+            "status": {"phase": "Running"}}),
+        )?;
         create_if_absent(&pods, &pod).await?;
         let kubeconfig = crate::sim::kubeconfig_yaml("https://localhost:8443");
-        let secret: Secret = from_json(json!({"metadata": {"name": format!("vc-{name}"), "labels": labels},
-            "stringData": {"config": kubeconfig}}))?;
+        let secret: Secret = from_json(
+            json!({"metadata": {"name": format!("vc-{name}"), "labels": labels},
+            "stringData": {"config": kubeconfig}}),
+        )?;
         create_if_absent(&Api::namespaced(self.client.clone(), &ns), &secret).await?;
         self.ensure_workload(sts).await?;
         sets.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status":
@@ -280,17 +330,22 @@ impl Agent {
         let Some(ep) = sts.annotations().get(ENTRYPOINT_ANNOTATION).cloned() else {
             return Ok(());
         };
-        let Some((vns, rest)) = ep.split_once('/') else { return Ok(()) };
+        let Some((vns, rest)) = ep.split_once('/') else {
+            return Ok(());
+        };
         let (svc, port) = rest.split_once(':').unwrap_or((rest, "80"));
         let host_svc = format!("{svc}-x-{vns}-x-{name}");
         let host_pod = format!("{svc}-0-x-{vns}-x-{name}");
-        let managed = json!({"vcluster.loft.sh/managed-by": name, "vcluster.loft.sh/namespace": vns});
+        let managed =
+            json!({"vcluster.loft.sh/managed-by": name, "vcluster.loft.sh/namespace": vns});
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let pod: Pod = from_json(json!({"metadata": {"name": host_pod, "labels": managed},
             "spec": {"containers": [{"name": svc, "image": "stand-in"}]}, "status": {"phase": "Running"}}))?;
         create_if_absent(&pods, &pod).await?;
         if !self.apps.contains_key(&key) {
-            let app = start_stand_in(&name, &ns).await.map_err(|e| kube::Error::Service(e.into()))?;
+            let app = start_stand_in(&name, &ns)
+                .await
+                .map_err(|e| kube::Error::Service(e.into()))?;
             self.apps.insert(key.clone(), app);
         }
         let addr = self.apps[&key].addr.to_string();
@@ -302,7 +357,13 @@ impl Agent {
             None => create_if_absent(&services, &from_json::<Service>(desired)?).await?,
             Some(s) if s.annotations().get(ADDRESS_ANNOTATION) != Some(&addr) => {
                 services
-                    .patch(&host_svc, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {ADDRESS_ANNOTATION: addr}}})))
+                    .patch(
+                        &host_svc,
+                        &PatchParams::default(),
+                        &Patch::Merge(
+                            json!({"metadata": {"annotations": {ADDRESS_ANNOTATION: addr}}}),
+                        ),
+                    )
                     .await?;
             }
             Some(_) => {}
@@ -339,13 +400,26 @@ mod tests {
 
     #[test]
     fn reads_vcluster_create_arguments() {
-        let args: Vec<String> = ["vcluster", "create", "demo-1", "--namespace", "demo-1", "--restore=oci://x/y:1", "-f", "/v.yaml"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let args: Vec<String> = [
+            "vcluster",
+            "create",
+            "demo-1",
+            "--namespace",
+            "demo-1",
+            "--restore=oci://x/y:1",
+            "-f",
+            "/v.yaml",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         assert_eq!(
             parse_create(&args),
-            Some(CreateCall { name: "demo-1".into(), namespace: Some("demo-1".into()), restore: Some("oci://x/y:1".into()) })
+            Some(CreateCall {
+                name: "demo-1".into(),
+                namespace: Some("demo-1".into()),
+                restore: Some("oci://x/y:1".into())
+            })
         );
         assert_eq!(parse_create(&["echo".to_string()]), None);
     }

@@ -106,7 +106,11 @@ impl SimCluster {
         let (dir, temp_dir) = match &opts.state_dir {
             Some(d) => (d.clone(), None),
             None => {
-                let d = std::env::temp_dir().join(format!("showroom-sim-{}-{}", std::process::id(), addr.port()));
+                let d = std::env::temp_dir().join(format!(
+                    "showroom-sim-{}-{}",
+                    std::process::id(),
+                    addr.port()
+                ));
                 (d.clone(), Some(d))
             }
         };

@@ -230,7 +230,12 @@ pub fn builtins() -> Vec<ResourceType> {
         jobs,
         ns("coordination.k8s.io", "v1", "Lease", "leases"),
         ns("rbac.authorization.k8s.io", "v1", "Role", "roles"),
-        ns("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings"),
+        ns(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+        ),
         ns("events.k8s.io", "v1", "Event", "events"),
         crds,
     ]

@@ -203,6 +203,11 @@ mod tests {
     fn garbage_is_refused() {
         assert!(Selector::parse("a in b").is_err());
         assert!(Selector::parse("a b c").is_err());
-        assert!(Selector::parse("x=1").unwrap().check_field_selector().is_err());
+        assert!(
+            Selector::parse("x=1")
+                .unwrap()
+                .check_field_selector()
+                .is_err()
+        );
     }
 }

@@ -72,13 +72,25 @@ pub async fn handle(
     match api.faults.roll(is_write) {
         Injected::None => {}
         Injected::Error => {
-            return error_response(&ApiError::new(500, "InternalError", "injected fault: internal error"));
+            return error_response(&ApiError::new(
+                500,
+                "InternalError",
+                "injected fault: internal error",
+            ));
         }
         Injected::Throttle => {
-            return error_response(&ApiError::new(429, "TooManyRequests", "injected fault: too many requests, please try again later"));
+            return error_response(&ApiError::new(
+                429,
+                "TooManyRequests",
+                "injected fault: too many requests, please try again later",
+            ));
         }
         Injected::Conflict => {
-            return error_response(&ApiError::new(409, "Conflict", "injected fault: the object has been modified; please apply your changes to the latest version and try again"));
+            return error_response(&ApiError::new(
+                409,
+                "Conflict",
+                "injected fault: the object has been modified; please apply your changes to the latest version and try again",
+            ));
         }
     }
     let target = match parse_target(&api.store, &path) {
@@ -100,11 +112,17 @@ pub async fn handle(
                 .create(&target.rt, &target.ns, obj)
                 .map(|o| (201, (*o).clone()))
         }),
-        (&Method::PUT, Some(name)) => parse_body(&body).and_then(|obj| put(&api.store, &target, name, obj)),
+        (&Method::PUT, Some(name)) => {
+            parse_body(&body).and_then(|obj| put(&api.store, &target, name, obj))
+        }
         (&Method::PATCH, Some(name)) => patch(&api.store, &target, name, &headers, &body, &query),
         (&Method::DELETE, Some(name)) => delete(&api.store, &target, name, &body, &query),
         (&Method::DELETE, None) => delete_collection(&api.store, &target, &body, &query),
-        _ => Err(ApiError::new(405, "MethodNotAllowed", format!("{method} is not supported on {path}"))),
+        _ => Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("{method} is not supported on {path}"),
+        )),
     };
     match result {
         Ok((code, v)) => json_response(code, &v),
@@ -119,12 +137,20 @@ fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
                 .map_err(|e| e.to_string())
                 .and_then(|s| serde_saphyr::from_str::<Value>(s).map_err(|e| e.to_string()))
         })
-        .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded: {e}")))
+        .map_err(|e| {
+            ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))
+        })
 }
 
 fn parse_target(store: &Store, path: &str) -> Result<Target, ApiError> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let not_found = || ApiError::new(404, "NotFound", "the server could not find the requested resource");
+    let not_found = || {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    };
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => (String::new(), v.to_string(), rest),
         ["apis", g, v, rest @ ..] => (g.to_string(), v.to_string(), rest),
@@ -173,7 +199,14 @@ fn part_of(t: &Target) -> Result<Part, ApiError> {
         None => Ok(Part::Main),
         Some("status") if t.rt.status => Ok(Part::Status),
         Some("finalize") if t.rt.plural == "namespaces" => Ok(Part::Main),
-        Some(s) => Err(ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({}/{s})", t.rt.plural))),
+        Some(s) => Err(ApiError::new(
+            404,
+            "NotFound",
+            format!(
+                "the server could not find the requested resource ({}/{s})",
+                t.rt.plural
+            ),
+        )),
     }
 }
 
@@ -222,7 +255,9 @@ fn selectors(q: &HashMap<String, String>) -> Result<(Selector, Selector), ApiErr
         .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
     let fields = Selector::parse(q.get("fieldSelector").map_or("", String::as_str))
         .map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?;
-    fields.check_field_selector().map_err(ApiError::bad_request)?;
+    fields
+        .check_field_selector()
+        .map_err(ApiError::bad_request)?;
     Ok((labels, fields))
 }
 
@@ -237,7 +272,12 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
     Ok((ns.to_string(), name.to_string()))
 }
 
-fn list(store: &Store, t: &Target, q: &HashMap<String, String>, table: bool) -> Result<(u16, Value), ApiError> {
+fn list(
+    store: &Store,
+    t: &Target,
+    q: &HashMap<String, String>,
+    table: bool,
+) -> Result<(u16, Value), ApiError> {
     let (labels, fields) = selectors(q)?;
     let limit = match q.get("limit") {
         Some(l) => match l.parse::<usize>() {
@@ -284,7 +324,10 @@ fn put(store: &Store, t: &Target, name: &str, obj: Value) -> Result<(u16, Value)
         return Ok((200, scale_of(&out)));
     }
     let part = part_of(t)?;
-    Ok((200, (*store.modify(&t.rt, &t.ns, name, part, |_| Ok(obj))?).clone()))
+    Ok((
+        200,
+        (*store.modify(&t.rt, &t.ns, name, part, |_| Ok(obj))?).clone(),
+    ))
 }
 
 fn patch(
@@ -311,14 +354,27 @@ fn patch(
             "application/json-patch+json" => {
                 let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                     .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-                json_patch::patch(&mut d, &ops)
-                    .map_err(|e| ApiError::new(422, "Invalid", format!("the JSON patch could not be applied: {e}")))?;
+                json_patch::patch(&mut d, &ops).map_err(|e| {
+                    ApiError::new(
+                        422,
+                        "Invalid",
+                        format!("the JSON patch could not be applied: {e}"),
+                    )
+                })?;
             }
-            "application/merge-patch+json" | "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
+            "application/merge-patch+json"
+            | "application/strategic-merge-patch+json"
+            | "application/apply-patch+yaml" => {
                 json_patch::merge(&mut d, &patch);
             }
             other => {
-                return Err(ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {other:?})")));
+                return Err(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {other:?})"
+                    ),
+                ));
             }
         }
         Ok(d)
@@ -337,7 +393,9 @@ fn patch(
     if is_apply {
         let manager = q.get("fieldManager").cloned().unwrap_or_default();
         if manager.is_empty() {
-            return Err(ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
+            return Err(ApiError::bad_request(
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            ));
         }
         if part == Part::Main && store.get(&t.rt, &t.ns, name).is_err() {
             let mut obj = patch.clone();
@@ -360,48 +418,90 @@ fn patch(
         })?;
         return Ok((200, (*out).clone()));
     }
-    Ok((200, (*store.modify(&t.rt, &t.ns, name, part, apply)?).clone()))
+    Ok((
+        200,
+        (*store.modify(&t.rt, &t.ns, name, part, apply)?).clone(),
+    ))
 }
 
-fn propagation(body: &Bytes, q: &HashMap<String, String>) -> Result<(Propagation, Option<String>), ApiError> {
-    let opts: Value = if body.is_empty() { json!({}) } else { parse_body(body)? };
-    let policy = q
-        .get("propagationPolicy")
-        .cloned()
-        .or_else(|| opts.get("propagationPolicy").and_then(Value::as_str).map(str::to_string));
+fn propagation(
+    body: &Bytes,
+    q: &HashMap<String, String>,
+) -> Result<(Propagation, Option<String>), ApiError> {
+    let opts: Value = if body.is_empty() {
+        json!({})
+    } else {
+        parse_body(body)?
+    };
+    let policy = q.get("propagationPolicy").cloned().or_else(|| {
+        opts.get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
     let p = match policy.as_deref() {
         None | Some("Background") => Propagation::Background,
         Some("Foreground") => Propagation::Foreground,
         Some("Orphan") => Propagation::Orphan,
-        Some(other) => return Err(ApiError::bad_request(format!("propagationPolicy: unsupported value {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "propagationPolicy: unsupported value {other:?}"
+            )));
+        }
     };
-    let uid = opts.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
+    let uid = opts
+        .pointer("/preconditions/uid")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     Ok((p, uid))
 }
 
-fn delete(store: &Store, t: &Target, name: &str, body: &Bytes, q: &HashMap<String, String>) -> Result<(u16, Value), ApiError> {
+fn delete(
+    store: &Store,
+    t: &Target,
+    name: &str,
+    body: &Bytes,
+    q: &HashMap<String, String>,
+) -> Result<(u16, Value), ApiError> {
     if t.sub.is_some() {
-        return Err(ApiError::new(405, "MethodNotAllowed", "subresources cannot be deleted"));
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "subresources cannot be deleted",
+        ));
     }
     let (p, uid) = propagation(body, q)?;
     let out = store.delete(&t.rt, &t.ns, name, p, uid)?;
     Ok((200, (*out).clone()))
 }
 
-fn delete_collection(store: &Store, t: &Target, body: &Bytes, q: &HashMap<String, String>) -> Result<(u16, Value), ApiError> {
+fn delete_collection(
+    store: &Store,
+    t: &Target,
+    body: &Bytes,
+    q: &HashMap<String, String>,
+) -> Result<(u16, Value), ApiError> {
     let (labels, fields) = selectors(q)?;
     let (p, _) = propagation(body, q)?;
     let ns = (!t.ns.is_empty()).then_some(t.ns.as_str());
     let (items, rv, _) = store.list(&t.rt, ns, &labels, &fields, None, None);
     let mut deleted = Vec::new();
     for o in items {
-        let name = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-        let ons = o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+        let name = o
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let ons = o
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if let Ok(d) = store.delete(&t.rt, ons, name, p, None) {
             deleted.push((*d).clone());
         }
     }
-    Ok((200, json!({"kind": format!("{}List", t.rt.kind), "apiVersion": t.rt.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": deleted})))
+    Ok((
+        200,
+        json!({"kind": format!("{}List", t.rt.kind), "apiVersion": t.rt.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": deleted}),
+    ))
 }
 
 fn watch_response(api: &Arc<SimApi>, t: &Target, q: &HashMap<String, String>) -> Response {
@@ -413,7 +513,11 @@ fn watch_response(api: &Arc<SimApi>, t: &Target, q: &HashMap<String, String>) ->
         None | Some("") | Some("0") => None,
         Some(rv) => match rv.parse::<u64>() {
             Ok(v) => Some(v),
-            Err(_) => return error_response(&ApiError::bad_request(format!("resourceVersion: invalid value {rv:?}"))),
+            Err(_) => {
+                return error_response(&ApiError::bad_request(format!(
+                    "resourceVersion: invalid value {rv:?}"
+                )));
+            }
         },
     };
     let (backlog, mut rx) = match api.store.watch(&t.rt, from) {
@@ -444,7 +548,12 @@ fn watch_response(api: &Arc<SimApi>, t: &Target, q: &HashMap<String, String>) ->
     let interval = api.bookmark_interval;
     let matches = move |ev: &WatchEvent| {
         ev.key == key
-            && (ns.is_empty() || ev.obj.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns.as_str()))
+            && (ns.is_empty()
+                || ev
+                    .obj
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    == Some(ns.as_str()))
             && labels.matches(&labels_of(&ev.obj))
             && fields.matches(&fields_of(&ev.obj))
     };
@@ -526,7 +635,11 @@ pub fn human_duration(secs: i64) -> String {
 /// Evaluates the simple JSONPaths printer columns use: `.a.b`, `.a[0].b`.
 fn json_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
     let mut cur = obj;
-    for seg in path.trim_start_matches('.').split('.').filter(|s| !s.is_empty()) {
+    for seg in path
+        .trim_start_matches('.')
+        .split('.')
+        .filter(|s| !s.is_empty())
+    {
         let (field, index) = match seg.split_once('[') {
             Some((f, rest)) => (f, rest.trim_end_matches(']').parse::<usize>().ok()),
             None => (seg, None),
@@ -546,15 +659,22 @@ fn age_cell(v: Option<&Value>) -> Value {
         return json!("<unknown>");
     };
     match chrono::DateTime::parse_from_rfc3339(ts) {
-        Ok(t) => json!(human_duration((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())),
+        Ok(t) => json!(human_duration(
+            (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds()
+        )),
         Err(_) => json!("<invalid>"),
     }
 }
 
+/// Computes one Table cell from an object.
+type CellFn = Box<dyn Fn(&Value) -> Value>;
+
 fn to_table(rt: &ResourceType, items: &[Arc<Value>], rv: u64) -> Value {
     let col = |name: &str, ty: &str, format: &str| json!({"name": name, "type": ty, "format": format, "description": "", "priority": 0});
     let mut defs = vec![col("Name", "string", "name")];
-    let mut cells: Vec<Box<dyn Fn(&Value) -> Value>> = vec![Box::new(|o: &Value| o.pointer("/metadata/name").cloned().unwrap_or_default())];
+    let mut cells: Vec<CellFn> = vec![Box::new(|o: &Value| {
+        o.pointer("/metadata/name").cloned().unwrap_or_default()
+    })];
     if !rt.columns.is_empty() {
         for c in &rt.columns {
             defs.push(json!({"name": c.name, "type": c.type_, "format": "", "description": "", "priority": c.priority}));
@@ -574,32 +694,56 @@ fn to_table(rt: &ResourceType, items: &[Arc<Value>], rv: u64) -> Value {
         match rt.plural.as_str() {
             "namespaces" => {
                 defs.push(col("Status", "string", ""));
-                cells.push(Box::new(|o| o.pointer("/status/phase").cloned().unwrap_or(json!("Active"))));
+                cells.push(Box::new(|o| {
+                    o.pointer("/status/phase")
+                        .cloned()
+                        .unwrap_or(json!("Active"))
+                }));
             }
             "statefulsets" => {
                 defs.push(col("Ready", "string", ""));
                 cells.push(Box::new(|o| {
-                    let ready = o.pointer("/status/readyReplicas").and_then(Value::as_i64).unwrap_or(0);
-                    let want = o.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+                    let ready = o
+                        .pointer("/status/readyReplicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
+                    let want = o
+                        .pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1);
                     json!(format!("{ready}/{want}"))
                 }));
             }
             "jobs" => {
                 defs.push(col("Status", "string", ""));
                 cells.push(Box::new(|o| {
-                    let conds = o.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
-                    let s = conds.iter().find(|c| c["status"] == "True").and_then(|c| c["type"].as_str()).unwrap_or("Running");
+                    let conds = o
+                        .pointer("/status/conditions")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    let s = conds
+                        .iter()
+                        .find(|c| c["status"] == "True")
+                        .and_then(|c| c["type"].as_str())
+                        .unwrap_or("Running");
                     json!(s)
                 }));
             }
             "pods" => {
                 defs.push(col("Status", "string", ""));
-                cells.push(Box::new(|o| o.pointer("/status/phase").cloned().unwrap_or(json!("Pending"))));
+                cells.push(Box::new(|o| {
+                    o.pointer("/status/phase")
+                        .cloned()
+                        .unwrap_or(json!("Pending"))
+                }));
             }
             _ => {}
         }
         defs.push(col("Age", "string", ""));
-        cells.push(Box::new(|o| age_cell(o.pointer("/metadata/creationTimestamp"))));
+        cells.push(Box::new(|o| {
+            age_cell(o.pointer("/metadata/creationTimestamp"))
+        }));
     }
     let rows: Vec<Value> = items
         .iter()
@@ -623,13 +767,29 @@ fn discovery(store: &Store, path: &str) -> Option<Response> {
             .filter(|t| t.group == g && t.version == v)
             .flat_map(|t| t.discovery())
             .collect();
-        let gv = if g.is_empty() { v.to_string() } else { format!("{g}/{v}") };
+        let gv = if g.is_empty() {
+            v.to_string()
+        } else {
+            format!("{g}/{v}")
+        };
         (!list.is_empty()).then(|| json_response(200, &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list})))
     };
     match segs.as_slice() {
-        ["version"] => Some(json_response(200, &json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0-showroom-sim", "platform": "linux/amd64"}))),
-        ["api"] => Some(json_response(200, &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}))),
-        ["api", v] => Some(resources("", v).unwrap_or_else(|| error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")))),
+        ["version"] => Some(json_response(
+            200,
+            &json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0-showroom-sim", "platform": "linux/amd64"}),
+        )),
+        ["api"] => Some(json_response(
+            200,
+            &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+        )),
+        ["api", v] => Some(resources("", v).unwrap_or_else(|| {
+            error_response(&ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ))
+        })),
         ["apis"] => {
             let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for t in types.iter().filter(|t| !t.group.is_empty()) {
@@ -641,13 +801,25 @@ fn discovery(store: &Store, path: &str) -> Option<Response> {
             let list: Vec<Value> = groups
                 .iter()
                 .map(|(g, vs)| {
-                    let versions: Vec<Value> = vs.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
+                    let versions: Vec<Value> = vs
+                        .iter()
+                        .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+                        .collect();
                     json!({"name": g, "versions": versions, "preferredVersion": versions[0]})
                 })
                 .collect();
-            Some(json_response(200, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": list})))
+            Some(json_response(
+                200,
+                &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": list}),
+            ))
         }
-        ["apis", g, v] => Some(resources(g, v).unwrap_or_else(|| error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")))),
+        ["apis", g, v] => Some(resources(g, v).unwrap_or_else(|| {
+            error_response(&ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ))
+        })),
         _ => None,
     }
 }

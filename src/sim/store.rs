@@ -59,8 +59,12 @@ impl ApiError {
         self
     }
     pub fn not_found(rt: &ResourceType, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", rt.qualified()))
-            .with_details(rt, name)
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", rt.qualified()),
+        )
+        .with_details(rt, name)
     }
     pub fn already_exists(rt: &ResourceType, name: &str) -> Self {
         Self::new(
@@ -188,7 +192,9 @@ fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
-    obj["metadata"].as_object_mut().expect("metadata is an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
 }
 
 /// A Secret's `stringData` is write-only: the API server folds it into `data`.
@@ -291,14 +297,12 @@ impl Store {
                     continue;
                 }
                 if limit.is_some_and(|l| items.len() >= l) {
-                    next = items
-                        .last()
-                        .map(|o: &Arc<Value>| {
-                            (
-                                meta(o, "namespace").unwrap_or_default(),
-                                meta(o, "name").unwrap_or_default(),
-                            )
-                        });
+                    next = items.last().map(|o: &Arc<Value>| {
+                        (
+                            meta(o, "namespace").unwrap_or_default(),
+                            meta(o, "name").unwrap_or_default(),
+                        )
+                    });
                     break;
                 }
                 items.push(obj.clone());
@@ -428,7 +432,12 @@ impl Store {
             .cloned()
     }
 
-    pub fn create(&self, rt: &ResourceType, ns: &str, mut obj: Value) -> Result<Arc<Value>, ApiError> {
+    pub fn create(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        mut obj: Value,
+    ) -> Result<Arc<Value>, ApiError> {
         if !obj.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
@@ -438,7 +447,10 @@ impl Store {
             return Err(ApiError::new(
                 404,
                 "NotFound",
-                format!("the server could not find the requested resource ({})", rt.qualified()),
+                format!(
+                    "the server could not find the requested resource ({})",
+                    rt.qualified()
+                ),
             ));
         }
         let mut name = meta(&obj, "name").unwrap_or_default();
@@ -466,12 +478,16 @@ impl Store {
             return Err(ApiError::invalid(
                 rt,
                 &name,
-                format!("metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'"),
+                format!(
+                    "metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'"
+                ),
             ));
         }
         if rt.namespaced {
             if ns.is_empty() {
-                return Err(ApiError::bad_request("a namespace is required for this resource"));
+                return Err(ApiError::bad_request(
+                    "a namespace is required for this resource",
+                ));
             }
             if let Some(given) = meta(&obj, "namespace")
                 && !given.is_empty()
@@ -510,10 +526,10 @@ impl Store {
         {
             return Err(ApiError::already_exists(rt, &name));
         }
-        if rt.crd.is_some() || rt.plural == "customresourcedefinitions" {
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("status");
-            }
+        if (rt.crd.is_some() || rt.plural == "customresourcedefinitions")
+            && let Some(m) = obj.as_object_mut()
+        {
+            m.remove("status");
         }
         if rt.plural == "customresourcedefinitions" {
             let mut probe = obj.clone();
@@ -623,7 +639,14 @@ impl Store {
         let deleting = is_deleting(current);
         {
             let m = metadata_mut(&mut next);
-            for f in ["uid", "creationTimestamp", "deletionTimestamp", "namespace", "name", "generation"] {
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "namespace",
+                "name",
+                "generation",
+            ] {
                 match cur_meta.get(f) {
                     Some(v) => m.insert(f.into(), v.clone()),
                     None => m.remove(f),
@@ -647,7 +670,10 @@ impl Store {
             v
         };
         if part == Part::Main && strip(&next) != strip(current) {
-            let g = cur_meta.get("generation").and_then(Value::as_i64).unwrap_or(1);
+            let g = cur_meta
+                .get("generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             metadata_mut(&mut next).insert("generation".into(), json!(g + 1));
         }
         let mut cmp = current.clone();
@@ -659,7 +685,10 @@ impl Store {
         if rt.plural == "customresourcedefinitions" {
             ResourceType::from_crd(&next).map_err(|e| ApiError::invalid(rt, name, e))?;
         }
-        if deleting && finalizers(&next).is_empty() && !(rt.plural == "namespaces" && rt.group.is_empty()) {
+        if deleting
+            && finalizers(&next).is_empty()
+            && !(rt.plural == "namespaces" && rt.group.is_empty())
+        {
             let out = self.commit(st, rt, ns, name, next, EventType::Modified);
             let gone = (*out).clone();
             self.commit(st, rt, ns, name, gone, EventType::Deleted);
@@ -823,7 +852,8 @@ impl Store {
                     continue;
                 }
                 let in_terminating = !ons.is_empty() && terminating.contains(ons);
-                let owners_gone = !owners.is_empty() && owners.iter().all(|u| !live_uids.contains(u));
+                let owners_gone =
+                    !owners.is_empty() && owners.iter().all(|u| !live_uids.contains(u));
                 let owner_foreground = owners.iter().any(|u| foreground_owners.contains(u));
                 if in_terminating || owners_gone || owner_foreground {
                     todo.push((key.clone(), ons.clone(), oname.clone(), Todo::Delete));
@@ -836,13 +866,23 @@ impl Store {
                     && foreground_owners.contains(&u)
                     && !owners_with_dependents.contains(&u)
                 {
-                    todo.push((key.clone(), ons.clone(), oname.clone(), Todo::DropForeground));
+                    todo.push((
+                        key.clone(),
+                        ons.clone(),
+                        oname.clone(),
+                        Todo::DropForeground,
+                    ));
                 }
             }
         }
         for ns in &terminating {
             if !nonempty.contains(ns) {
-                todo.push((ns_key.clone(), String::new(), ns.clone(), Todo::RemoveNamespace));
+                todo.push((
+                    ns_key.clone(),
+                    String::new(),
+                    ns.clone(),
+                    Todo::RemoveNamespace,
+                ));
             }
         }
         let changed = !todo.is_empty();
@@ -861,7 +901,15 @@ impl Store {
             match what {
                 Todo::Delete => {
                     let uid = meta(&cur, "uid").unwrap_or_default();
-                    self.delete_locked(&mut st, &rt, &ons, &oname, &cur, Propagation::Background, &uid);
+                    self.delete_locked(
+                        &mut st,
+                        &rt,
+                        &ons,
+                        &oname,
+                        &cur,
+                        Propagation::Background,
+                        &uid,
+                    );
                 }
                 Todo::DropForeground => {
                     let mut n = (*cur).clone();

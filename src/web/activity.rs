@@ -24,7 +24,12 @@ pub struct ActivityTracker {
 
 impl ActivityTracker {
     pub fn new(client: Client, interval: Duration) -> Arc<Self> {
-        Arc::new(ActivityTracker { client, interval, entries: Mutex::new(HashMap::new()), writes: Default::default() })
+        Arc::new(ActivityTracker {
+            client,
+            interval,
+            entries: Mutex::new(HashMap::new()),
+            writes: Default::default(),
+        })
     }
 
     /// Status writes made so far (for tests and metrics).
@@ -54,9 +59,12 @@ impl ActivityTracker {
     }
 
     async fn write(&self, name: &str, at: DateTime<Utc>) {
-        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Err(e) = patch_status(&self.client, name, json!({"lastActivity": at})).await {
-            if !crate::k8s::is_not_found(&e) {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = patch_status(&self.client, name, json!({"lastActivity": at})).await
+            && !crate::k8s::is_not_found(&e)
+        {
+            {
                 // Keep it pending so the flusher tries again.
                 let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
                 let entry = map.entry(name.to_string()).or_default();
@@ -73,9 +81,16 @@ impl ActivityTracker {
             tokio::time::sleep(tick).await;
             let due: Vec<(String, DateTime<Utc>)> = {
                 let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-                map.retain(|_, e| e.pending.is_some() || e.last_write.is_some_and(|w| w.elapsed() < self.interval * 4));
+                map.retain(|_, e| {
+                    e.pending.is_some()
+                        || e.last_write
+                            .is_some_and(|w| w.elapsed() < self.interval * 4)
+                });
                 map.iter_mut()
-                    .filter(|(_, e)| e.pending.is_some() && e.last_write.is_none_or(|w| w.elapsed() >= self.interval))
+                    .filter(|(_, e)| {
+                        e.pending.is_some()
+                            && e.last_write.is_none_or(|w| w.elapsed() >= self.interval)
+                    })
                     .map(|(k, e)| {
                         e.last_write = Some(Instant::now());
                         (k.clone(), e.pending.take().unwrap_or_else(Utc::now))

@@ -51,7 +51,11 @@ impl DemoView {
             template: d.spec.template.clone(),
             owner: d.spec.owner.clone(),
             title: d.spec.title.clone().unwrap_or_default(),
-            phase: if d.metadata.deletion_timestamp.is_some() { Phase::Deleting } else { st.phase.unwrap_or_default() },
+            phase: if d.metadata.deletion_timestamp.is_some() {
+                Phase::Deleting
+            } else {
+                st.phase.unwrap_or_default()
+            },
             desired_state: d.spec.desired_state,
             message: st.message,
             progress: st.progress,
@@ -67,7 +71,11 @@ impl DemoView {
 }
 
 fn valid_demo_name(name: &str) -> bool {
-    name.starts_with(NAME_PREFIX) && name.len() <= 63 && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    name.starts_with(NAME_PREFIX)
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// A demo the caller may act on: from the cache, falling back to one GET for a demo
@@ -84,7 +92,9 @@ async fn find(s: &AppState, user: &User, name: &str) -> Result<Demo, ApiError> {
             .ok_or_else(|| ApiError::not_found(format!("no demo named {name:?}")))?,
     };
     if !user.is_admin() && demo.spec.owner != user.name {
-        return Err(ApiError::forbidden(format!("demo {name:?} belongs to another user")));
+        return Err(ApiError::forbidden(format!(
+            "demo {name:?} belongs to another user"
+        )));
     }
     Ok(demo)
 }
@@ -113,7 +123,10 @@ fn demo_name(owner: &str, key: Option<&str>) -> String {
             let h = hex::encode(Sha256::digest(format!("{owner}\n{k}").as_bytes()));
             format!("{NAME_PREFIX}{}", &h[..10])
         }
-        None => format!("{NAME_PREFIX}{}", &uuid::Uuid::new_v4().simple().to_string()[..10]),
+        None => format!(
+            "{NAME_PREFIX}{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..10]
+        ),
     }
 }
 
@@ -126,9 +139,13 @@ pub async fn create(
     let Json(req) = body.map_err(from_json_rejection)?;
     let key = match headers.get("idempotency-key") {
         Some(v) => {
-            let k = v.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be printable ASCII"))?;
+            let k = v
+                .to_str()
+                .map_err(|_| ApiError::bad_request("Idempotency-Key must be printable ASCII"))?;
             if k.is_empty() || k.len() > 200 {
-                return Err(ApiError::bad_request("Idempotency-Key must be 1 to 200 characters"));
+                return Err(ApiError::bad_request(
+                    "Idempotency-Key must be 1 to 200 characters",
+                ));
             }
             Some(k.to_string())
         }
@@ -136,27 +153,44 @@ pub async fn create(
     };
     let Some(template) = s.catalogue.get(&req.template) else {
         let known: Vec<&str> = s.catalogue.templates.keys().map(String::as_str).collect();
-        return Err(ApiError::unprocessable(format!("unknown template {:?} (available: {})", req.template, known.join(", "))));
+        return Err(ApiError::unprocessable(format!(
+            "unknown template {:?} (available: {})",
+            req.template,
+            known.join(", ")
+        )));
     };
     if let Some(t) = &req.title
         && (t.chars().count() > 100 || t.chars().any(char::is_control))
     {
-        return Err(ApiError::bad_request("title: at most 100 characters, no control characters"));
+        return Err(ApiError::bad_request(
+            "title: at most 100 characters, no control characters",
+        ));
     }
     let overrides = Overrides {
         sleep_after_idle: parse_opt("sleepAfterIdle", &req.sleep_after_idle)?,
         delete_after_idle: parse_opt("deleteAfterIdle", &req.delete_after_idle)?,
         max_lifetime: parse_opt("maxLifetime", &req.max_lifetime)?,
     };
-    let lifetimes = lifecycle::resolve(&template.lifecycle, &overrides, user.is_admin()).map_err(|e| {
-        if e.contains("admins only") { ApiError::forbidden(e) } else { ApiError::bad_request(e) }
-    })?;
+    let lifetimes =
+        lifecycle::resolve(&template.lifecycle, &overrides, user.is_admin()).map_err(|e| {
+            if e.contains("admins only") {
+                ApiError::forbidden(e)
+            } else {
+                ApiError::bad_request(e)
+            }
+        })?;
     let name = demo_name(&user.name, key.as_deref());
     let api: Api<Demo> = Api::all(s.client.clone());
 
     // One start at a time per replica, so the per-user limit holds under a burst.
     let mut recent = s.recent_creates.lock().await;
-    if let Some(existing) = api.get_opt(&name).await.ok().flatten().filter(|_| key.is_some()) {
+    if let Some(existing) = api
+        .get_opt(&name)
+        .await
+        .ok()
+        .flatten()
+        .filter(|_| key.is_some())
+    {
         if existing.spec.owner != user.name {
             return Err(ApiError::conflict("that Idempotency-Key is in use"));
         }
@@ -168,25 +202,44 @@ pub async fn create(
         .demos
         .state()
         .iter()
-        .filter(|d| d.spec.owner == user.name && d.phase().is_active() && d.metadata.deletion_timestamp.is_none())
+        .filter(|d| {
+            d.spec.owner == user.name
+                && d.phase().is_active()
+                && d.metadata.deletion_timestamp.is_none()
+        })
         .map(|d| d.name_any())
         .collect();
-    mine.extend(recent.iter().filter(|(owner_name, _)| owner_name.0 == user.name).map(|(n, _)| n.1.clone()));
+    mine.extend(
+        recent
+            .iter()
+            .filter(|(owner_name, _)| owner_name.0 == user.name)
+            .map(|(n, _)| n.1.clone()),
+    );
     if mine.len() >= limit {
-        return Err(ApiError::too_many(format!("you already have {} active demos (limit {limit}); delete one first", mine.len())));
+        return Err(ApiError::too_many(format!(
+            "you already have {} active demos (limit {limit}); delete one first",
+            mine.len()
+        )));
     }
-    let demo = Demo::new(&name, DemoSpec {
-        template: template.name.clone(),
-        owner: user.name.clone(),
-        title: Some(req.title.clone().unwrap_or_else(|| template.display_name.clone())),
-        lifecycle: DemoLifecycle {
-            sleep_after_idle: duration::format(lifetimes.sleep_after_idle),
-            delete_after_idle: duration::format(lifetimes.delete_after_idle),
-            max_lifetime: duration::format(lifetimes.max_lifetime),
-            extension: None,
+    let demo = Demo::new(
+        &name,
+        DemoSpec {
+            template: template.name.clone(),
+            owner: user.name.clone(),
+            title: Some(
+                req.title
+                    .clone()
+                    .unwrap_or_else(|| template.display_name.clone()),
+            ),
+            lifecycle: DemoLifecycle {
+                sleep_after_idle: duration::format(lifetimes.sleep_after_idle),
+                delete_after_idle: duration::format(lifetimes.delete_after_idle),
+                max_lifetime: duration::format(lifetimes.max_lifetime),
+                extension: None,
+            },
+            desired_state: DesiredState::Running,
         },
-        desired_state: DesiredState::Running,
-    });
+    );
     let created = match api.create(&PostParams::default(), &demo).await {
         Ok(d) => d,
         Err(e) if crate::k8s::is_already_exists(&e) && key.is_some() => api.get(&name).await?,
@@ -203,10 +256,16 @@ pub struct ListQuery {
     all: bool,
 }
 
-pub async fn list(State(s): State<AppState>, Caller(user): Caller, q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn list(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if q.all && !user.is_admin() {
-        return Err(ApiError::forbidden("only admins may list every user's demos"));
+        return Err(ApiError::forbidden(
+            "only admins may list every user's demos",
+        ));
     }
     let mut demos: Vec<DemoView> = s
         .demos
@@ -219,7 +278,11 @@ pub async fn list(State(s): State<AppState>, Caller(user): Caller, q: Result<Que
     Ok(Json(json!({"demos": demos})))
 }
 
-pub async fn get(State(s): State<AppState>, Caller(user): Caller, Path(name): Path<String>) -> Result<Json<DemoView>, ApiError> {
+pub async fn get(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<DemoView>, ApiError> {
     Ok(Json(DemoView::of(&find(&s, &user, &name).await?)))
 }
 
@@ -229,33 +292,57 @@ fn accepted(d: &Demo) -> Response {
 
 fn refuse_if_gone(d: &Demo, verb: &str) -> Result<(), ApiError> {
     if d.metadata.deletion_timestamp.is_some() || d.phase() == Phase::Deleting {
-        return Err(ApiError::conflict(format!("cannot {verb} demo {:?}: it is being deleted", d.name_any())));
+        return Err(ApiError::conflict(format!(
+            "cannot {verb} demo {:?}: it is being deleted",
+            d.name_any()
+        )));
     }
     if d.phase() == Phase::Failed {
-        return Err(ApiError::conflict(format!("cannot {verb} demo {:?}: it failed ({}); delete it and start a new one", d.name_any(), d.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default())));
+        return Err(ApiError::conflict(format!(
+            "cannot {verb} demo {:?}: it failed ({}); delete it and start a new one",
+            d.name_any(),
+            d.status
+                .as_ref()
+                .and_then(|s| s.message.clone())
+                .unwrap_or_default()
+        )));
     }
     Ok(())
 }
 
-pub async fn sleep(State(s): State<AppState>, Caller(user): Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub async fn sleep(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let d = find(&s, &user, &name).await?;
     refuse_if_gone(&d, "put to sleep")?;
     if matches!(d.phase(), Phase::Pending | Phase::Provisioning) {
-        return Err(ApiError::conflict(format!("demo {name:?} is still being provisioned; it can sleep once Ready")));
+        return Err(ApiError::conflict(format!(
+            "demo {name:?} is still being provisioned; it can sleep once Ready"
+        )));
     }
     if d.spec.desired_state == DesiredState::Sleeping {
         return Ok(accepted(&d));
     }
-    Ok(accepted(&patch_spec(&s.client, &name, json!({"desiredState": "Sleeping"})).await?))
+    Ok(accepted(
+        &patch_spec(&s.client, &name, json!({"desiredState": "Sleeping"})).await?,
+    ))
 }
 
-pub async fn wake(State(s): State<AppState>, Caller(user): Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub async fn wake(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let d = find(&s, &user, &name).await?;
     refuse_if_gone(&d, "wake")?;
     if d.spec.desired_state == DesiredState::Running {
         return Ok(accepted(&d));
     }
-    Ok(accepted(&patch_spec(&s.client, &name, json!({"desiredState": "Running"})).await?))
+    Ok(accepted(
+        &patch_spec(&s.client, &name, json!({"desiredState": "Running"})).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -264,25 +351,48 @@ pub struct Extend {
     by: String,
 }
 
-pub async fn extend(State(s): State<AppState>, Caller(user): Caller, Path(name): Path<String>, body: Result<Json<Extend>, JsonRejection>) -> Result<Response, ApiError> {
+pub async fn extend(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    Path(name): Path<String>,
+    body: Result<Json<Extend>, JsonRejection>,
+) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(from_json_rejection)?;
     let by = duration::parse(&req.by).map_err(|e| ApiError::bad_request(format!("by: {e}")))?;
     let d = find(&s, &user, &name).await?;
     refuse_if_gone(&d, "extend")?;
-    let max = s.catalogue.get(&d.spec.template).map(|t| t.lifecycle.max_extension).unwrap_or_default();
-    let total = lifecycle::extend(lease::extension(&d), by, max, user.is_admin()).map_err(ApiError::unprocessable)?;
-    let updated = patch_spec(&s.client, &name, json!({"lifecycle": {"extension": duration::format(total)}})).await?;
+    let max = s
+        .catalogue
+        .get(&d.spec.template)
+        .map(|t| t.lifecycle.max_extension)
+        .unwrap_or_default();
+    let total = lifecycle::extend(lease::extension(&d), by, max, user.is_admin())
+        .map_err(ApiError::unprocessable)?;
+    let updated = patch_spec(
+        &s.client,
+        &name,
+        json!({"lifecycle": {"extension": duration::format(total)}}),
+    )
+    .await?;
     Ok((StatusCode::OK, Json(DemoView::of(&updated))).into_response())
 }
 
-pub async fn activity(State(s): State<AppState>, Caller(user): Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub async fn activity(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let d = find(&s, &user, &name).await?;
     refuse_if_gone(&d, "record activity on")?;
     s.activity.record(&name);
     Ok(accepted(&d))
 }
 
-pub async fn delete(State(s): State<AppState>, Caller(user): Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub async fn delete(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let d = find(&s, &user, &name).await?;
     request_delete(&s.client, &name).await?;
     let mut view = DemoView::of(&d);

@@ -14,13 +14,21 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     pub fn bad_request(m: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", m)
     }
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required (Authorization: Bearer <token>)",
+        )
     }
     pub fn forbidden(m: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", m)
@@ -48,7 +56,9 @@ impl From<kube::Error> for ApiError {
         tracing::warn!(error = %e, "kubernetes request failed");
         match &e {
             kube::Error::Api(s) if s.code == 404 => Self::not_found("not found"),
-            kube::Error::Api(s) if s.code == 409 => Self::conflict("the demo changed meanwhile; try again"),
+            kube::Error::Api(s) if s.code == 409 => {
+                Self::conflict("the demo changed meanwhile; try again")
+            }
             _ => Self::unavailable("the cluster did not answer as expected; try again shortly"),
         }
     }
@@ -56,7 +66,11 @@ impl From<kube::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+        (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
     }
 }
 
@@ -67,7 +81,9 @@ pub fn from_json_rejection(r: axum::extract::rejection::JsonRejection) -> ApiErr
     // else, so bad input changes nothing.
     let (status, code) = match r.status() {
         StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        }
         _ => (StatusCode::BAD_REQUEST, "bad_request"),
     };
     ApiError::new(status, code, r.body_text())

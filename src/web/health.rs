@@ -24,7 +24,9 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let mut counts: HashMap<(Phase, String), i64> = HashMap::new();
     for d in s.demos.state() {
-        *counts.entry((d.phase(), d.spec.template.clone())).or_default() += 1;
+        *counts
+            .entry((d.phase(), d.spec.template.clone()))
+            .or_default() += 1;
     }
     s.metrics.demos.clear();
     for t in s.catalogue.templates.keys() {
@@ -35,5 +37,11 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             s.metrics.demos.get_or_create(&l).set(n);
         }
     }
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.render())
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
 }

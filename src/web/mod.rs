@@ -30,6 +30,9 @@ pub struct Limits {
     pub max_demos_per_user: u32,
 }
 
+/// ((owner, demo name), when it was created).
+pub type RecentCreate = ((String, String), std::time::Instant);
+
 #[derive(Clone)]
 pub struct AppState {
     pub client: Client,
@@ -41,27 +44,42 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     pub ready: Arc<AtomicBool>,
     /// ((owner, demo), when) for demos created here that the cache may not show yet.
-    pub recent_creates: Arc<tokio::sync::Mutex<Vec<((String, String), std::time::Instant)>>>,
+    pub recent_creates: Arc<tokio::sync::Mutex<Vec<RecentCreate>>>,
 }
 
-async fn count_errors(State(s): State<AppState>, req: Request<axum::body::Body>, next: Next) -> Response {
+async fn count_errors(
+    State(s): State<AppState>,
+    req: Request<axum::body::Body>,
+    next: Next,
+) -> Response {
     let res = next.run(req).await;
     if res.status().is_client_error() || res.status().is_server_error() {
-        s.metrics.api_errors.get_or_create(&label("code", res.status().as_str())).inc();
+        s.metrics
+            .api_errors
+            .get_or_create(&label("code", res.status().as_str()))
+            .inc();
     }
     res
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
-    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; it has been logged").into_response()
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error; it has been logged",
+    )
+    .into_response()
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/templates", get(demos::templates))
         .route("/api/v1/demos", get(demos::list).post(demos::create))
-        .route("/api/v1/demos/{name}", get(demos::get).delete(demos::delete))
+        .route(
+            "/api/v1/demos/{name}",
+            get(demos::get).delete(demos::delete),
+        )
         .route("/api/v1/demos/{name}/sleep", post(demos::sleep))
         .route("/api/v1/demos/{name}/wake", post(demos::wake))
         .route("/api/v1/demos/{name}/extend", post(demos::extend))
@@ -71,10 +89,16 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this endpoint",
+            )
         })
         .layer(middleware::from_fn_with_state(state.clone(), count_errors))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .with_state(state)
 }

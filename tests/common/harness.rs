@@ -36,15 +36,31 @@ quota: {{pods: "20"}}
         )
     };
     let mut cat = Catalogue::default();
-    for (n, s) in [("shop", "oci://example.test/snap/shop:1"), ("broken", "oci://example.test/snap/fail:1")] {
-        cat.templates.insert(n.into(), Template::parse(n, &text(n, s)).unwrap());
+    for (n, s) in [
+        ("shop", "oci://example.test/snap/shop:1"),
+        ("broken", "oci://example.test/snap/fail:1"),
+    ] {
+        cat.templates
+            .insert(n.into(), Template::parse(n, &text(n, s)).unwrap());
     }
     Arc::new(cat)
 }
 
 pub fn test_users() -> Arc<Users> {
-    let e = |name: &str, role, token: &str| UserEntry { name: name.into(), role, token_sha256: vec![hash_token(token)], max_demos: None };
-    Arc::new(Users::from_entries(vec![e("alice", Role::Sales, SALES), e("bob", Role::Sales, OTHER), e("carol", Role::Admin, ADMIN)]).unwrap())
+    let e = |name: &str, role, token: &str| UserEntry {
+        name: name.into(),
+        role,
+        token_sha256: vec![hash_token(token)],
+        max_demos: None,
+    };
+    Arc::new(
+        Users::from_entries(vec![
+            e("alice", Role::Sales, SALES),
+            e("bob", Role::Sales, OTHER),
+            e("carol", Role::Admin, ADMIN),
+        ])
+        .unwrap(),
+    )
 }
 
 pub fn test_config() -> Config {
@@ -59,7 +75,9 @@ pub fn test_config() -> Config {
 
 pub async fn start_showroom(tc: &TestCluster, cfg: Config) -> Running {
     app::install_crd(&tc.client).await.unwrap();
-    let running = app::start(tc.client.clone(), test_catalogue(), test_users(), cfg).await.unwrap();
+    let running = app::start(tc.client.clone(), test_catalogue(), test_users(), cfg)
+        .await
+        .unwrap();
     let url = format!("http://{}/readyz", running.addr);
     super::eventually(Duration::from_secs(10), "showroom ready", || {
         let url = url.clone();
@@ -70,14 +88,27 @@ pub async fn start_showroom(tc: &TestCluster, cfg: Config) -> Running {
 }
 
 /// A minimal HTTP/1.1 client: enough for JSON requests against the API.
-pub async fn http(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
+pub async fn http(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
     http_with(method, url, token, body, &[]).await
 }
 
-pub async fn http_with(method: &str, url: &str, token: Option<&str>, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, Value) {
+pub async fn http_with(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
     let mut s = tokio::net::TcpStream::connect(host).await.expect("connect");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     if let Some(t) = token {
@@ -88,7 +119,10 @@ pub async fn http_with(method: &str, url: &str, token: Option<&str>, body: Optio
     }
     let body = body.unwrap_or("");
     if !body.is_empty() || method == "POST" {
-        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
     }
     req.push_str("\r\n");
     req.push_str(body);
@@ -96,7 +130,11 @@ pub async fn http_with(method: &str, url: &str, token: Option<&str>, body: Optio
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.expect("read");
     let text = String::from_utf8_lossy(&raw);
-    let status: u16 = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status line");
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
     let payload = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     let json = serde_json::from_str(payload).unwrap_or(Value::String(payload.to_string()));
     (status, json)
@@ -110,16 +148,37 @@ pub struct Client {
 
 impl Client {
     pub fn new(r: &Running, token: &str) -> Self {
-        Client { base: format!("http://{}", r.addr), token: token.into() }
+        Client {
+            base: format!("http://{}", r.addr),
+            token: token.into(),
+        }
     }
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        http("GET", &format!("{}{path}", self.base), Some(&self.token), None).await
+        http(
+            "GET",
+            &format!("{}{path}", self.base),
+            Some(&self.token),
+            None,
+        )
+        .await
     }
     pub async fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        http("POST", &format!("{}{path}", self.base), Some(&self.token), Some(body)).await
+        http(
+            "POST",
+            &format!("{}{path}", self.base),
+            Some(&self.token),
+            Some(body),
+        )
+        .await
     }
     pub async fn delete(&self, path: &str) -> (u16, Value) {
-        http("DELETE", &format!("{}{path}", self.base), Some(&self.token), None).await
+        http(
+            "DELETE",
+            &format!("{}{path}", self.base),
+            Some(&self.token),
+            None,
+        )
+        .await
     }
     /// Starts a demo, retrying on 5xx (the fault-injection tests rely on it).
     pub async fn start(&self, body: &str) -> Value {
@@ -144,6 +203,9 @@ impl Client {
     /// Waits for a phase (None: the demo is gone).
     pub async fn wait_phase(&self, name: &str, want: Option<&str>, timeout: Duration) {
         let what = format!("demo {name} to reach {want:?}");
-        super::eventually(timeout, &what, || async { (self.phase(name).await.as_deref() == want).then_some(()) }).await;
+        super::eventually(timeout, &what, || async {
+            (self.phase(name).await.as_deref() == want).then_some(())
+        })
+        .await;
     }
 }

@@ -27,20 +27,40 @@ impl TestCluster {
 
     pub async fn start_with(opts: SimOptions) -> TestCluster {
         if let Some(path) = real_kubeconfig() {
-            let kc = kube::config::Kubeconfig::read_from(&path).expect("read SHOWROOM_TEST_KUBECONFIG");
-            let client = showroom::sim::client_from_kubeconfig(kc).await.expect("client");
-            return TestCluster { client, sim: None, kubeconfig: path, namespaces: vec![] };
+            let kc =
+                kube::config::Kubeconfig::read_from(&path).expect("read SHOWROOM_TEST_KUBECONFIG");
+            let client = showroom::sim::client_from_kubeconfig(kc)
+                .await
+                .expect("client");
+            return TestCluster {
+                client,
+                sim: None,
+                kubeconfig: path,
+                namespaces: vec![],
+            };
         }
         let sim = SimCluster::start(opts).await.expect("start simulation");
         let client = sim.client().await.expect("client");
-        TestCluster { kubeconfig: sim.kubeconfig_path.clone(), client, sim: Some(sim), namespaces: vec![] }
+        TestCluster {
+            kubeconfig: sim.kubeconfig_path.clone(),
+            client,
+            sim: Some(sim),
+            namespaces: vec![],
+        }
     }
 
     /// A fresh namespace `showroom-test-<random>`, removed when the cluster drops.
     pub async fn namespace(&mut self) -> String {
-        let name = format!("showroom-test-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
-        Api::<Namespace>::all(self.client.clone()).create(&PostParams::default(), &ns).await.expect("create namespace");
+        let name = format!(
+            "showroom-test-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
         self.namespaces.push(name.clone());
         name
     }
@@ -59,7 +79,10 @@ impl Drop for TestCluster {
         let client = self.client.clone();
         let names = std::mem::take(&mut self.namespaces);
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let api = Api::<Namespace>::all(client);
                 for n in names {

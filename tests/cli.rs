@@ -1,0 +1,96 @@
+//! The command line: templates check, crd, help, and refusing bad input at start.
+
+use std::process::Command;
+
+fn showroom(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_showroom"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+#[test]
+fn the_shipped_templates_check_out() {
+    let (ok, out, err) = showroom(&["templates", "check", &format!("{ROOT}/snapshots")]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("web-shop") && out.contains("data-pipeline"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_bad_template_names_the_file_and_the_field_and_serve_refuses_it() {
+    let dir = std::env::temp_dir().join(format!("showroom-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = std::fs::read_to_string(format!("{ROOT}/snapshots/web-shop.yaml")).unwrap();
+    std::fs::write(
+        dir.join("bad.yaml"),
+        good.replace("sleepAfterIdle: 30m", "sleepAfterIdle: half an hour"),
+    )
+    .unwrap();
+    let (ok, _, err) = showroom(&["templates", "check", dir.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("bad.yaml") && err.contains("lifecycle.defaults.sleepAfterIdle"),
+        "{err}"
+    );
+    let (ok, _, err) = showroom(&[
+        "serve",
+        "--snapshots",
+        dir.to_str().unwrap(),
+        "--users",
+        "/nonexistent",
+    ]);
+    assert!(
+        !ok && err.contains("bad.yaml"),
+        "serve refuses to start: {err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_crd_in_deploy_is_the_generated_one() {
+    let (ok, out, _) = showroom(&["crd"]);
+    assert!(ok);
+    let shipped = std::fs::read_to_string(format!("{ROOT}/deploy/crd.yaml")).unwrap();
+    assert_eq!(
+        out, shipped,
+        "deploy/crd.yaml is stale: run `cargo run -- crd > deploy/crd.yaml`"
+    );
+    assert!(
+        out.contains("shortNames:\n    - demo") && out.contains("name: Idle"),
+        "{out}"
+    );
+}
+
+#[test]
+fn help_explains_every_subcommand_and_flag() {
+    let (ok, out, _) = showroom(&["--help"]);
+    assert!(ok);
+    for sub in ["serve", "dev", "sweep", "crd", "templates"] {
+        assert!(out.contains(sub), "{out}");
+    }
+    let (_, out, _) = showroom(&["serve", "--help"]);
+    assert!(
+        out.contains("--sweep-schedule") && out.contains("SHOWROOM_SWEEP_SCHEDULE"),
+        "{out}"
+    );
+    let (ok, _, err) = showroom(&[
+        "serve",
+        "--sweep-schedule",
+        "every minute",
+        "--snapshots",
+        &format!("{ROOT}/snapshots"),
+        "--users",
+        "/nonexistent",
+    ]);
+    assert!(!ok, "{err}");
+}

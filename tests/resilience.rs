@@ -1,0 +1,122 @@
+//! Crashes, restarts, API errors, conflicts and dropped watches: every demo still
+//! converges and nothing is orphaned.
+
+mod common;
+
+use common::harness::*;
+use common::{TestCluster, eventually};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use showroom::sim::SimOptions;
+use showroom::sim::faults::FaultSettings;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(60);
+
+async fn demo_namespaces(tc: &TestCluster) -> Vec<String> {
+    Api::<Namespace>::all(tc.client.clone())
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=showroom"))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|n| n.name_any())
+        .collect()
+}
+
+#[tokio::test]
+async fn killed_and_restarted_while_provisioning_sleeping_and_deleting() {
+    let tc = TestCluster::start_with(SimOptions {
+        boot_delay: Duration::from_millis(1500),
+        ..Default::default()
+    })
+    .await;
+    // Killed while provisioning.
+    let app = start_showroom(&tc, test_config()).await;
+    let name = Client::new(&app, SALES)
+        .start(r#"{"template": "shop"}"#)
+        .await["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually(T, "provisioning underway", || async {
+        (Client::new(&app, SALES).phase(&name).await.as_deref() == Some("Provisioning"))
+            .then_some(())
+    })
+    .await;
+    app.kill();
+    let app = start_showroom(&tc, test_config()).await;
+    let alice = Client::new(&app, SALES);
+    alice.wait_phase(&name, Some("Ready"), T).await;
+
+    // Killed right after asking it to sleep.
+    assert_eq!(
+        alice
+            .post(&format!("/api/v1/demos/{name}/sleep"), "")
+            .await
+            .0,
+        202
+    );
+    app.kill();
+    let app = start_showroom(&tc, test_config()).await;
+    let alice = Client::new(&app, SALES);
+    alice.wait_phase(&name, Some("Sleeping"), T).await;
+
+    // Killed right after asking it to delete.
+    assert_eq!(alice.delete(&format!("/api/v1/demos/{name}")).await.0, 202);
+    app.kill();
+    let app = start_showroom(&tc, test_config()).await;
+    let alice = Client::new(&app, SALES);
+    alice.wait_phase(&name, None, T).await;
+    assert!(demo_namespaces(&tc).await.is_empty(), "nothing orphaned");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_demo_converges_under_injected_faults() {
+    let tc = TestCluster::start_with(SimOptions {
+        boot_delay: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    let Some(sim) = tc.sim.as_ref() else { return };
+    let app = start_showroom(&tc, test_config()).await;
+    sim.faults.set(FaultSettings {
+        error_rate: 0.1,
+        throttle_rate: 0.05,
+        conflict_rate: 0.15,
+        latency: Duration::from_millis(2),
+    });
+    let (alice, carol) = (Client::new(&app, SALES), Client::new(&app, ADMIN));
+    let mut names = Vec::new();
+    for c in [&alice, &alice, &carol] {
+        names.push(
+            c.start(r#"{"template": "shop"}"#).await["name"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        sim.drop_watches();
+    }
+    for n in &names {
+        carol.wait_phase(n, Some("Ready"), T).await;
+        sim.drop_watches();
+    }
+    for n in &names {
+        eventually(T, "delete accepted", || async {
+            (carol.delete(&format!("/api/v1/demos/{n}")).await.0 == 202).then_some(())
+        })
+        .await;
+    }
+    sim.drop_watches();
+    for n in &names {
+        carol.wait_phase(n, None, T).await;
+    }
+    sim.faults.clear();
+    eventually(T, "no demo namespace left", || async {
+        demo_namespaces(&tc).await.is_empty().then_some(())
+    })
+    .await;
+    app.stop().await;
+}

@@ -1,0 +1,235 @@
+//! The cleanup sweep: same lifecycle rules as the controller, and it never deletes a
+//! namespace that fails any ownership check.
+
+mod common;
+
+use common::harness::*;
+use common::{TestCluster, eventually};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use showroom::cluster::crd::Demo;
+use showroom::cluster::sweeper::{self, SweepOptions};
+use showroom::metrics::Metrics;
+use showroom::sim::SimOptions;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+async fn make_ns(
+    tc: &TestCluster,
+    name: &str,
+    labels: serde_json::Value,
+    annotations: serde_json::Value,
+) {
+    let ns: Namespace = serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": labels, "annotations": annotations}}),
+    )
+    .unwrap();
+    Api::<Namespace>::all(tc.client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+}
+
+async fn exists(tc: &TestCluster, name: &str) -> bool {
+    Api::<Namespace>::all(tc.client.clone())
+        .get_opt(name)
+        .await
+        .unwrap()
+        .is_some_and(|n| n.metadata.deletion_timestamp.is_none())
+}
+
+#[tokio::test]
+async fn orphans_are_deleted_only_when_every_check_passes() {
+    let tc = TestCluster::start_with(SimOptions {
+        boot_delay: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let app = start_showroom(&tc, test_config()).await;
+    let live = Client::new(&app, SALES)
+        .start(r#"{"template": "shop"}"#)
+        .await["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uid = eventually(T, "demo uid", || async {
+        Api::<Demo>::all(tc.client.clone())
+            .get(&live)
+            .await
+            .ok()
+            .and_then(|d| d.uid())
+    })
+    .await;
+    let s = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let managed = json!({"app.kubernetes.io/managed-by": "showroom"});
+    let dead = json!({"showroom.dev/demo-uid": "no-such-demo"});
+    let orphan = format!("demo-orphan-{s}");
+    let kept = [
+        (format!("demo-nolabel-{s}"), json!({}), dead.clone()),
+        (
+            format!("demo-helm-{s}"),
+            json!({"app.kubernetes.io/managed-by": "helm"}),
+            dead.clone(),
+        ),
+        (format!("team-{s}"), managed.clone(), dead.clone()),
+        (format!("demo-noanno-{s}"), managed.clone(), json!({})),
+        (
+            format!("demo-live-{s}"),
+            managed.clone(),
+            json!({"showroom.dev/demo-uid": uid}),
+        ),
+    ];
+    make_ns(&tc, &orphan, managed.clone(), dead.clone()).await;
+    for (n, l, a) in &kept {
+        make_ns(&tc, n, l.clone(), a.clone()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let young = format!("demo-young-{s}");
+    make_ns(&tc, &young, managed.clone(), dead.clone()).await;
+    let opts = SweepOptions {
+        orphan_grace: chrono::Duration::seconds(2),
+        stuck_after: chrono::Duration::minutes(10),
+    };
+
+    // --dry-run through the CLI: a table, and nothing changes.
+    let kubeconfig = tc.kubeconfig.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_showroom"))
+            .args([
+                "sweep",
+                "--dry-run",
+                "--orphan-grace",
+                "2s",
+                "--snapshots",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"),
+            ])
+            .env("KUBECONFIG", kubeconfig)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{table} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.starts_with("KIND") && table.contains("dry run"),
+        "{table}"
+    );
+    let row = |n: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(n))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row(&orphan).contains("delete-orphan"), "{table}");
+    for n in [
+        format!("demo-nolabel-{s}"),
+        format!("demo-helm-{s}"),
+        format!("demo-noanno-{s}"),
+        young.clone(),
+        format!("team-{s}"),
+    ] {
+        assert!(
+            row(&n).contains("report"),
+            "{n} is reported, not deleted:\n{table}"
+        );
+    }
+    assert!(
+        row(&format!("demo-live-{s}")).is_empty(),
+        "a live demo's namespace is not even reported"
+    );
+    assert!(exists(&tc, &orphan).await, "dry run changed nothing");
+
+    // The real pass: only the orphan goes.
+    sweeper::sweep(&tc.client, &test_catalogue(), &opts, &Metrics::default())
+        .await
+        .unwrap();
+    eventually(T, "orphan deleted", || async {
+        (!exists(&tc, &orphan).await).then_some(())
+    })
+    .await;
+    for (n, _, _) in &kept {
+        assert!(exists(&tc, n).await, "{n} must be kept");
+    }
+    assert!(exists(&tc, &young).await, "too young to be deleted");
+    assert!(
+        exists(&tc, &live).await,
+        "the live demo's namespace is untouched"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_sweep_applies_the_lifecycle_when_the_controller_is_down() {
+    let tc = TestCluster::start_with(SimOptions {
+        boot_delay: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let app = start_showroom(&tc, test_config()).await;
+    let carol = Client::new(&app, ADMIN);
+    let name = carol
+        .start(r#"{"template": "shop", "sleepAfterIdle": "2s", "deleteAfterIdle": "5s"}"#)
+        .await["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    carol.wait_phase(&name, Some("Ready"), T).await;
+    app.kill(); // no controller from here on
+    let demos: Api<Demo> = Api::all(tc.client.clone());
+    let opts = SweepOptions {
+        orphan_grace: chrono::Duration::minutes(10),
+        stuck_after: chrono::Duration::zero(),
+    };
+    let cat = test_catalogue();
+    let phase = |d: Demo| {
+        d.status
+            .and_then(|s| s.phase)
+            .map(|p| p.as_str().to_string())
+    };
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let items = sweeper::sweep(&tc.client, &cat, &opts, &Metrics::default())
+        .await
+        .unwrap();
+    assert!(
+        items.iter().any(|i| i.name == name && i.action == "sleep"),
+        "{items:?}"
+    );
+    assert_eq!(
+        phase(demos.get(&name).await.unwrap()).as_deref(),
+        Some("Sleeping")
+    );
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let items = sweeper::sweep(&tc.client, &cat, &opts, &Metrics::default())
+        .await
+        .unwrap();
+    assert!(
+        items
+            .iter()
+            .any(|i| i.name == name && i.action == "delete-idle"),
+        "{items:?}"
+    );
+    // Without a controller the finalizer holds the Demo; the next sweep retries the
+    // namespace deletion, and a restarted showroom releases the Demo.
+    let items = sweeper::sweep(&tc.client, &cat, &opts, &Metrics::default())
+        .await
+        .unwrap();
+    assert!(
+        items
+            .iter()
+            .any(|i| i.name == name && i.action == "retry-delete"),
+        "{items:?}"
+    );
+    let app = start_showroom(&tc, test_config()).await;
+    Client::new(&app, ADMIN).wait_phase(&name, None, T).await;
+    assert!(!exists(&tc, &name).await);
+    app.stop().await;
+}
