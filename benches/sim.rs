@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 
 fn rss_mib() -> f64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: f64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0.0);
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0.0);
     pages * 4096.0 / (1024.0 * 1024.0)
 }
 
@@ -27,10 +31,18 @@ async fn main() {
     println!("| measurement | value |\n|---|---|");
 
     // Memory while holding N objects created over HTTP.
-    let sim = SimCluster::start(SimOptions { agent: false, ..Default::default() }).await.unwrap();
+    let sim = SimCluster::start(SimOptions {
+        agent: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let client = sim.client().await.unwrap();
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "bench"}})).unwrap();
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "bench");
     let before = rss_mib();
     println!("| process RSS with an empty simulation running | {before:.0} MiB |");
@@ -54,32 +66,59 @@ async fn main() {
     }
     let took = t.elapsed();
     let after = rss_mib();
-    println!("| create {objects} ConfigMaps over HTTP (8 clients) | {:.2} s ({:.0}/s) |", took.as_secs_f64(), objects as f64 / took.as_secs_f64());
-    println!("| process RSS holding {} objects | {:.0} MiB (+{:.0} MiB over empty) |", sim.store.object_count(), after, after - before);
+    println!(
+        "| create {objects} ConfigMaps over HTTP (8 clients) | {:.2} s ({:.0}/s) |",
+        took.as_secs_f64(),
+        objects as f64 / took.as_secs_f64()
+    );
+    println!(
+        "| process RSS holding {} objects | {:.0} MiB (+{:.0} MiB over empty) |",
+        sim.store.object_count(),
+        after,
+        after - before
+    );
 
     // List and watch.
     let mut lists = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let l = cms.list(&ListParams::default().labels("worker=3")).await.unwrap();
+        let l = cms
+            .list(&ListParams::default().labels("worker=3"))
+            .await
+            .unwrap();
         assert_eq!(l.items.len(), per_task);
         lists.push(t.elapsed());
     }
-    println!("| list with labelSelector over {objects} objects ({per_task} match, median of 5) | {:.1} ms |", median(lists).as_secs_f64() * 1e3);
+    println!(
+        "| list with labelSelector over {objects} objects ({per_task} match, median of 5) | {:.1} ms |",
+        median(lists).as_secs_f64() * 1e3
+    );
     let t = Instant::now();
     let all = cms.list(&ListParams::default()).await.unwrap();
-    println!("| list all {} objects | {:.1} ms |", all.items.len(), t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "| list all {} objects | {:.1} ms |",
+        all.items.len(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
     let rv = all.metadata.resource_version.unwrap();
-    let mut stream = cms.watch(&kube::api::WatchParams::default(), &rv).await.unwrap().boxed();
+    let mut stream = cms
+        .watch(&kube::api::WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
     let mut lat = Vec::new();
     for i in 0..50 {
-        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": format!("w-{i}")}})).unwrap();
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": format!("w-{i}")}})).unwrap();
         let t = Instant::now();
         cms.create(&PostParams::default(), &cm).await.unwrap();
         let _ = stream.next().await;
         lat.push(t.elapsed());
     }
-    println!("| create-to-watch-event latency (median of 50) | {:.2} ms |", median(lat).as_secs_f64() * 1e3);
+    println!(
+        "| create-to-watch-event latency (median of 50) | {:.2} ms |",
+        median(lat).as_secs_f64() * 1e3
+    );
     drop(sim);
 
     // Start-up: from nothing to a served, client-ready API (agent included).
@@ -91,7 +130,10 @@ async fn main() {
         Api::<Namespace>::all(client).get("default").await.unwrap();
         starts.push(t.elapsed());
     }
-    println!("| sim start-up to first answered request (median of 15) | {:.1} ms |", median(starts).as_secs_f64() * 1e3);
+    println!(
+        "| sim start-up to first answered request (median of 15) | {:.1} ms |",
+        median(starts).as_secs_f64() * 1e3
+    );
 
     // showroom over the simulation: from POST to Ready with a zero boot delay.
     demo_bench(quick).await;
@@ -102,11 +144,31 @@ async fn demo_bench(quick: bool) {
     use showroom::domain::template::Catalogue;
     use showroom::domain::users::{Role, UserEntry, Users, hash_token};
     use std::sync::Arc;
-    let sim = SimCluster::start(SimOptions { boot_delay: Duration::ZERO, job_delay: Duration::ZERO, ..Default::default() }).await.unwrap();
+    let sim = SimCluster::start(SimOptions {
+        boot_delay: Duration::ZERO,
+        job_delay: Duration::ZERO,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let client = sim.client().await.unwrap();
     app::install_crd(&client).await.unwrap();
-    let cat = Arc::new(Catalogue::load_dir(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"))).unwrap());
-    let users = Arc::new(Users::from_entries(vec![UserEntry { name: "bench".into(), role: Role::Admin, token_sha256: vec![hash_token("t")], max_demos: Some(1000) }]).unwrap());
+    let cat = Arc::new(
+        Catalogue::load_dir(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/snapshots"
+        )))
+        .unwrap(),
+    );
+    let users = Arc::new(
+        Users::from_entries(vec![UserEntry {
+            name: "bench".into(),
+            role: Role::Admin,
+            token_sha256: vec![hash_token("t")],
+            max_demos: Some(1000),
+        }])
+        .unwrap(),
+    );
     let cfg = app::Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         sweep_schedule: None,
@@ -125,19 +187,34 @@ async fn demo_bench(quick: bool) {
                 template: "web-shop".into(),
                 owner: "bench".into(),
                 title: None,
-                lifecycle: showroom::cluster::crd::DemoLifecycle { sleep_after_idle: "1h".into(), delete_after_idle: "2h".into(), max_lifetime: "1d".into(), extension: None },
+                lifecycle: showroom::cluster::crd::DemoLifecycle {
+                    sleep_after_idle: "1h".into(),
+                    delete_after_idle: "2h".into(),
+                    max_lifetime: "1d".into(),
+                    extension: None,
+                },
                 desired_state: Default::default(),
             },
         );
         demos.create(&PostParams::default(), &d).await.unwrap();
     }
     loop {
-        let ready = demos.list(&ListParams::default()).await.unwrap().items.iter().filter(|d| d.phase() == showroom::domain::lifecycle::Phase::Ready).count();
+        let ready = demos
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|d| d.phase() == showroom::domain::lifecycle::Phase::Ready)
+            .count();
         if ready == n {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    println!("| {n} demos from create to Ready, boot delay 0 (controller + sim agent overhead) | {:.2} s |", t.elapsed().as_secs_f64());
+    println!(
+        "| {n} demos from create to Ready, boot delay 0 (controller + sim agent overhead) | {:.2} s |",
+        t.elapsed().as_secs_f64()
+    );
     running.stop().await;
 }

@@ -2,5 +2,6 @@
 
 pub mod duration;
 pub mod lifecycle;
+pub mod share;
 pub mod template;
 pub mod users;
