@@ -166,16 +166,12 @@ async fn demo_bench(quick: bool) {
             role: Role::Admin,
             token_sha256: vec![hash_token("t")],
             max_demos: Some(1000),
+            password_argon2: None,
         }])
         .unwrap(),
     );
-    let cfg = app::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        sweep_schedule: None,
-        sweep: Default::default(),
-        activity_interval: Duration::from_secs(30),
-        max_demos_per_user: 1000,
-    };
+    let mut cfg = app::Config::new("127.0.0.1:0".parse().unwrap());
+    cfg.max_demos_per_user = 1000;
     let running = app::start(client.clone(), cat, users, cfg).await.unwrap();
     let demos: Api<showroom::cluster::crd::Demo> = Api::all(client.clone());
     let n = if quick { 5 } else { 20 };
@@ -194,6 +190,7 @@ async fn demo_bench(quick: bool) {
                     extension: None,
                 },
                 desired_state: Default::default(),
+                share_links: vec![],
             },
         );
         demos.create(&PostParams::default(), &d).await.unwrap();

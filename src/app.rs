@@ -29,6 +29,34 @@ pub struct Config {
     pub sweep: SweepOptions,
     pub activity_interval: Duration,
     pub max_demos_per_user: u32,
+    /// Base URL of the UI and share links; `http://<listen address>` when None.
+    pub public_url: Option<String>,
+    /// Host[:port] under which each share link gets its own proxy host
+    /// (`<link>.<share-domain>`); `localhost:<port>` when None.
+    pub share_domain: Option<String>,
+    /// Signs session cookies; random (sessions end with the process) when None.
+    pub session_key: Option<Vec<u8>>,
+    /// One-click sign-in as `sales` or `admin` (showroom dev only).
+    pub dev_login: bool,
+    pub sso: crate::web::Sso,
+}
+
+impl Config {
+    /// Defaults for a listener; the caller sets what it needs.
+    pub fn new(listen: SocketAddr) -> Self {
+        Config {
+            listen,
+            sweep_schedule: None,
+            sweep: SweepOptions::default(),
+            activity_interval: Duration::from_secs(30),
+            max_demos_per_user: 5,
+            public_url: None,
+            share_domain: None,
+            session_key: None,
+            dev_login: false,
+            sso: Default::default(),
+        }
+    }
 }
 
 /// Accepts classic 5-field cron (`*/5 * * * *`) as well as the `cron` crate's 6/7 fields.
@@ -117,9 +145,27 @@ pub async fn start(
             }
         }));
     }
-    let activity = ActivityTracker::new(client.clone(), cfg.activity_interval);
+    let activity = ActivityTracker::new(client.clone(), reader.clone(), cfg.activity_interval);
     background.push(tokio::spawn(activity.clone().flush_loop()));
 
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let public = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let share_scheme = if public.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    }
+    .to_string();
+    let share_suffix = cfg
+        .share_domain
+        .clone()
+        .unwrap_or_else(|| format!("localhost:{}", addr.port()));
     let state = AppState {
         client: client.clone(),
         demos: reader,
@@ -132,6 +178,22 @@ pub async fn start(
         }),
         ready,
         recent_creates: Default::default(),
+        urls: Arc::new(web::Urls {
+            public: public.trim_end_matches('/').to_string(),
+            share_scheme,
+            share_suffix,
+        }),
+        session_key: cfg.session_key.as_deref().map_or_else(
+            web::session::SessionKey::random,
+            web::session::SessionKey::new,
+        ),
+        dev_login: cfg.dev_login,
+        sso: Arc::new(cfg.sso.clone()),
+        share_guard: Arc::new(web::share::FailureLimiter::new(
+            20,
+            Duration::from_secs(300),
+        )),
+        proxy: Default::default(),
     };
 
     let ctx = Arc::new(controller::Context {
@@ -163,11 +225,7 @@ pub async fn start(
         }));
     }
 
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("binding {}", cfg.listen))?;
-    let addr = listener.local_addr()?;
-    let router = web::router(state.clone());
+    let router = web::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let mut rx = shutdown_rx;
     let server = tokio::spawn(async move {
         let graceful = async move {

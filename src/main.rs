@@ -52,6 +52,28 @@ struct ServeArgs {
     /// The sweep retries and reports deletions older than this.
     #[arg(long, env = "SHOWROOM_STUCK_AFTER", default_value = "10m", value_parser = parse_duration)]
     stuck_after: chrono::Duration,
+    /// Base URL of the UI and of share links (default: http://<listen address>).
+    #[arg(long, env = "SHOWROOM_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Each share link gets the host <link-id>.<share-domain> (a wildcard DNS name and
+    /// certificate point it at showroom). Default: localhost:<port>.
+    #[arg(long, env = "SHOWROOM_SHARE_DOMAIN")]
+    share_domain: Option<String>,
+    /// Secret that signs session cookies (all replicas need the same one). Default:
+    /// random, so sessions end when the process does.
+    #[arg(long, env = "SHOWROOM_SESSION_KEY", hide_env_values = true)]
+    session_key: Option<String>,
+    /// Trust X-Forwarded-Email / X-Forwarded-Groups from this SSO proxy address
+    /// (repeatable). Without it those headers are ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "SHOWROOM_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<std::net::IpAddr>,
+    /// Members of this SSO group are admins.
+    #[arg(long, env = "SHOWROOM_ADMIN_GROUP", default_value = "showroom-admins")]
+    admin_group: String,
 }
 
 #[derive(Subcommand)]
@@ -182,6 +204,18 @@ fn config(listen: SocketAddr, a: &ServeArgs) -> anyhow::Result<Config> {
         },
         activity_interval: a.activity_interval,
         max_demos_per_user: a.max_demos_per_user,
+        public_url: a.public_url.clone(),
+        share_domain: a.share_domain.clone(),
+        session_key: match &a.session_key {
+            Some(k) if k.len() < 32 => bail!("--session-key: use at least 32 characters"),
+            Some(k) => Some(k.as_bytes().to_vec()),
+            None => None,
+        },
+        dev_login: false,
+        sso: showroom::web::Sso {
+            trusted_proxies: a.trusted_proxies.clone(),
+            admin_group: a.admin_group.clone(),
+        },
     })
 }
 
@@ -241,6 +275,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 role,
                 token_sha256: vec![hash_token(&token)],
                 max_demos: None,
+                password_argon2: None,
             };
             println!("# token (give it to the user; it is not stored): {token}");
             print!(
@@ -344,17 +379,21 @@ async fn dev(
             role: Role::Sales,
             token_sha256: vec![hash_token(&sales_token)],
             max_demos: None,
+            password_argon2: None,
         },
         UserEntry {
             name: "admin".into(),
             role: Role::Admin,
             token_sha256: vec![hash_token(&admin_token)],
             max_demos: None,
+            password_argon2: None,
         },
     ])
     .map_err(anyhow::Error::msg)?;
     let listen: SocketAddr = ([127, 0, 0, 1], port).into();
-    let running = app::start(client, catalogue, Arc::new(users), config(listen, &args)?).await?;
+    let mut cfg = config(listen, &args)?;
+    cfg.dev_login = true;
+    let running = app::start(client, catalogue, Arc::new(users), cfg).await?;
     let url = format!("http://{}", running.addr);
     let info = serde_json::json!({
         "url": url, "salesToken": sales_token, "adminToken": admin_token,
@@ -373,6 +412,7 @@ async fn dev(
         sim.kubeconfig_path().display()
     );
     println!("  written to:  {}", dev_json.display());
+    println!("open {url} in a browser and sign in with one click, or");
     println!("try: curl -s -H 'Authorization: Bearer {sales_token}' {url}/api/v1/templates");
     shutdown_signal().await;
     running.stop().await;

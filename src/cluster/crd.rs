@@ -51,6 +51,36 @@ pub struct DemoSpec {
     /// Running or Sleeping: what the owner (or the idle rule) wants.
     #[serde(default)]
     pub desired_state: DesiredState,
+    /// Links handed to prospects; only hashes of their tokens are stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub share_links: Vec<ShareLinkSpec>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareLinkSpec {
+    /// Public id (not secret), used in URLs and the proxy host name.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Hex SHA-256 of the token in the link.
+    pub token_sha256: String,
+    /// Argon2 hash of the optional passcode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passcode_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkVisits {
+    pub visits: u64,
+    pub first_opened_at: Option<DateTime<Utc>>,
+    pub last_opened_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
@@ -89,6 +119,9 @@ pub struct DemoStatus {
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub conditions: Vec<DemoCondition>,
+    /// Visits per share link id, written coalesced with activity.
+    #[serde(default)]
+    pub share_link_visits: std::collections::BTreeMap<String, LinkVisits>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]

@@ -62,6 +62,23 @@ pub fn format(d: Duration) -> String {
     out
 }
 
+/// A rounded, readable span for people: "45s", "12m", "2h 5m", "3d 4h".
+pub fn human(d: Duration) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => match (s % 3600) / 60 {
+            0 => format!("{}h", s / 3600),
+            m => format!("{}h {m}m", s / 3600),
+        },
+        _ => match (s % 86400) / 3600 {
+            0 => format!("{}d", s / 86400),
+            h => format!("{}d {h}h", s / 86400),
+        },
+    }
+}
+
 /// serde helpers so templates and API bodies hold real durations.
 pub mod serde_duration {
     use super::*;
@@ -104,6 +121,9 @@ mod tests {
         assert_eq!(format(Duration::minutes(90)), "1h30m");
         assert_eq!(format(Duration::seconds(90061)), "1d1h1m1s");
         assert_eq!(format(Duration::zero()), "0s");
+        assert_eq!(human(Duration::seconds(45)), "45s");
+        assert_eq!(human(Duration::seconds(3 * 3600 + 300)), "3h 5m");
+        assert_eq!(human(Duration::days(2)), "2d");
         for bad in ["", "5", "5x", "h", "1.5h", "-1h", "999d"] {
             assert!(parse(bad).is_err(), "{bad:?} is refused");
         }

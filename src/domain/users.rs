@@ -35,6 +35,9 @@ pub struct UserEntry {
     pub token_sha256: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_demos: Option<u32>,
+    /// Argon2 hash of the password for the web sign-in form (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_argon2: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -46,7 +49,11 @@ pub struct UsersFile {
 #[derive(Debug, Clone, Default)]
 pub struct Users {
     by_hash: HashMap<String, User>,
+    by_name: HashMap<String, (User, Option<String>)>,
 }
+
+/// Verified against when the user is unknown, so timing does not reveal user names.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2hvd3Jvb21kdW1teXNhbHQ$Jx9pX3ZQh1q2q6W0Yh7Zc2m0f1c4hYy3w5m8T2b9K1E";
 
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -80,7 +87,26 @@ impl Users {
 
     pub fn from_entries(entries: Vec<UserEntry>) -> Result<Users, String> {
         let mut by_hash = HashMap::new();
+        let mut by_name = HashMap::new();
         for (i, u) in entries.into_iter().enumerate() {
+            if let Some(h) = &u.password_argon2
+                && !h.starts_with("$argon2")
+            {
+                return Err(format!(
+                    "users[{i}].passwordArgon2: must be an Argon2 hash ($argon2id$...)"
+                ));
+            }
+            let user = User {
+                name: u.name.clone(),
+                role: u.role,
+                max_demos: u.max_demos,
+            };
+            if by_name
+                .insert(u.name.clone(), (user, u.password_argon2.clone()))
+                .is_some()
+            {
+                return Err(format!("users[{i}].name: {:?} appears twice", u.name));
+            }
             if !valid_owner_name(&u.name) {
                 return Err(format!(
                     "users[{i}].name: {:?} must be 1-63 letters, digits or -_.@",
@@ -106,7 +132,22 @@ impl Users {
                 }
             }
         }
-        Ok(Users { by_hash })
+        Ok(Users { by_hash, by_name })
+    }
+
+    /// The web sign-in form; an unknown user costs the same work as a wrong password.
+    pub fn login(&self, name: &str, password: &str) -> Option<&User> {
+        match self.by_name.get(name) {
+            Some((u, Some(hash))) => super::share::verify_secret(password, hash).then_some(u),
+            _ => {
+                let _ = super::share::verify_secret(password, DUMMY_HASH);
+                None
+            }
+        }
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&User> {
+        self.by_name.get(name).map(|(u, _)| u)
     }
 
     pub fn authenticate(&self, token: &str) -> Option<&User> {

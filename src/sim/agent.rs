@@ -377,15 +377,31 @@ async fn start_stand_in(name: &str, ns: &str) -> std::io::Result<StandIn> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let title = format!("{ns}/{name}");
-    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+    let app = axum::Router::new().fallback(move |mut req: axum::extract::Request| {
         let title = title.clone();
         async move {
-            let path = uri.path().replace(['<', '>', '&', '"'], "");
+            use axum::response::IntoResponse;
+            // `Upgrade: echo` stands in for a WebSocket: after 101, bytes are echoed.
+            if req.headers().get("upgrade").is_some_and(|v| v == "echo") {
+                let on = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    if let Ok(up) = on.await {
+                        let (mut r, mut w) = tokio::io::split(hyper_util::rt::TokioIo::new(up));
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                    }
+                });
+                return (axum::http::StatusCode::SWITCHING_PROTOCOLS, [("connection", "upgrade"), ("upgrade", "echo")]).into_response();
+            }
+            let path = req.uri().path().replace(['<', '>', '&', '"'], "");
+            let cookies = req.headers().get("cookie").and_then(|c| c.to_str().ok()).unwrap_or("").replace(['<', '>', '&', '"'], "");
             axum::response::Html(format!(
-                "<!doctype html><html><head><title>Stand-in app: {title}</title></head><body>\
-                 <h1>Stand-in demo app</h1><p id=\"demo\">vcluster {title}</p><p id=\"path\">{path}</p>\
-                 <a href=\"./products\">Products</a></body></html>"
+                "<!doctype html><html><head><title>Stand-in app: {title}</title>\
+                 <style>body{{font-family:sans-serif;margin:40px;background:#eef6ff}}</style></head><body>\
+                 <h1>Stand-in demo app</h1><p id=\"demo\">vcluster {title}</p><p>path <code id=\"path\">{path}</code></p>\
+                 <p>cookies seen by the app: <code id=\"cookies\">{cookies}</code></p>\
+                 <a id=\"products\" href=\"/products\">Products</a></body></html>"
             ))
+            .into_response()
         }
     });
     let task = tokio::spawn(async move {

@@ -41,10 +41,11 @@ pub struct DemoView {
     pub sleeping_since: Option<DateTime<Utc>>,
     pub expires_at: DateTime<Utc>,
     pub lifecycle: DemoLifecycle,
+    pub share_links: Vec<super::links::LinkView>,
 }
 
 impl DemoView {
-    pub fn of(d: &Demo) -> Self {
+    pub fn of(d: &Demo, s: &AppState) -> Self {
         let st = d.status.clone().unwrap_or_default();
         DemoView {
             name: d.name_any(),
@@ -66,6 +67,7 @@ impl DemoView {
             sleeping_since: st.sleeping_since,
             expires_at: lease::expires_at(d),
             lifecycle: d.spec.lifecycle.clone(),
+            share_links: super::links::views(d, s),
         }
     }
 }
@@ -80,7 +82,7 @@ fn valid_demo_name(name: &str) -> bool {
 
 /// A demo the caller may act on: from the cache, falling back to one GET for a demo
 /// created a moment ago that the cache has not seen yet.
-async fn find(s: &AppState, user: &User, name: &str) -> Result<Demo, ApiError> {
+pub async fn find(s: &AppState, user: &User, name: &str) -> Result<Demo, ApiError> {
     if !valid_demo_name(name) {
         return Err(ApiError::not_found(format!("no demo named {name:?}")));
     }
@@ -99,7 +101,7 @@ async fn find(s: &AppState, user: &User, name: &str) -> Result<Demo, ApiError> {
     Ok(demo)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateDemo {
     pub template: String,
@@ -138,19 +140,31 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(from_json_rejection)?;
     let key = match headers.get("idempotency-key") {
-        Some(v) => {
-            let k = v
-                .to_str()
-                .map_err(|_| ApiError::bad_request("Idempotency-Key must be printable ASCII"))?;
-            if k.is_empty() || k.len() > 200 {
-                return Err(ApiError::bad_request(
-                    "Idempotency-Key must be 1 to 200 characters",
-                ));
-            }
-            Some(k.to_string())
-        }
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::bad_request("Idempotency-Key must be printable ASCII"))?
+                .to_string(),
+        ),
         None => None,
     };
+    let demo = start_demo(&s, &user, &req, key.as_deref()).await?;
+    Ok((StatusCode::ACCEPTED, Json(DemoView::of(&demo, &s))).into_response())
+}
+
+/// Starts a demo (or returns the one this Idempotency-Key already started).
+pub async fn start_demo(
+    s: &AppState,
+    user: &User,
+    req: &CreateDemo,
+    key: Option<&str>,
+) -> Result<Demo, ApiError> {
+    if let Some(k) = key
+        && (k.is_empty() || k.len() > 200)
+    {
+        return Err(ApiError::bad_request(
+            "Idempotency-Key must be 1 to 200 characters",
+        ));
+    }
     let Some(template) = s.catalogue.get(&req.template) else {
         let known: Vec<&str> = s.catalogue.templates.keys().map(String::as_str).collect();
         return Err(ApiError::unprocessable(format!(
@@ -179,7 +193,7 @@ pub async fn create(
                 ApiError::bad_request(e)
             }
         })?;
-    let name = demo_name(&user.name, key.as_deref());
+    let name = demo_name(&user.name, key);
     let api: Api<Demo> = Api::all(s.client.clone());
 
     // One start at a time per replica, so the per-user limit holds under a burst.
@@ -194,7 +208,7 @@ pub async fn create(
         if existing.spec.owner != user.name {
             return Err(ApiError::conflict("that Idempotency-Key is in use"));
         }
-        return Ok((StatusCode::ACCEPTED, Json(DemoView::of(&existing))).into_response());
+        return Ok(existing);
     }
     let limit = user.max_demos.unwrap_or(s.limits.max_demos_per_user) as usize;
     recent.retain(|(_, at)| at.elapsed() < std::time::Duration::from_secs(60));
@@ -238,6 +252,7 @@ pub async fn create(
                 extension: None,
             },
             desired_state: DesiredState::Running,
+            share_links: vec![],
         },
     );
     let created = match api.create(&PostParams::default(), &demo).await {
@@ -247,7 +262,7 @@ pub async fn create(
     };
     recent.push(((user.name.clone(), name.clone()), std::time::Instant::now()));
     tracing::info!(demo = %name, owner = %user.name, template = %template.name, "demo requested");
-    Ok((StatusCode::ACCEPTED, Json(DemoView::of(&created))).into_response())
+    Ok(created)
 }
 
 #[derive(Debug, Deserialize)]
@@ -272,7 +287,7 @@ pub async fn list(
         .state()
         .iter()
         .filter(|d| q.all || d.spec.owner == user.name)
-        .map(|d| DemoView::of(d))
+        .map(|d| DemoView::of(d, &s))
         .collect();
     demos.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.name.cmp(&b.name)));
     Ok(Json(json!({"demos": demos})))
@@ -283,11 +298,11 @@ pub async fn get(
     Caller(user): Caller,
     Path(name): Path<String>,
 ) -> Result<Json<DemoView>, ApiError> {
-    Ok(Json(DemoView::of(&find(&s, &user, &name).await?)))
+    Ok(Json(DemoView::of(&find(&s, &user, &name).await?, &s)))
 }
 
-fn accepted(d: &Demo) -> Response {
-    (StatusCode::ACCEPTED, Json(DemoView::of(d))).into_response()
+fn accepted(d: &Demo, s: &AppState) -> Response {
+    (StatusCode::ACCEPTED, Json(DemoView::of(d, s))).into_response()
 }
 
 fn refuse_if_gone(d: &Demo, verb: &str) -> Result<(), ApiError> {
@@ -310,24 +325,66 @@ fn refuse_if_gone(d: &Demo, verb: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The operations behind both the JSON API and the web UI.
+pub mod ops {
+    use super::*;
+
+    pub async fn sleep(s: &AppState, user: &User, name: &str) -> Result<Demo, ApiError> {
+        let d = find(s, user, name).await?;
+        refuse_if_gone(&d, "put to sleep")?;
+        if matches!(d.phase(), Phase::Pending | Phase::Provisioning) {
+            return Err(ApiError::conflict(format!(
+                "demo {name:?} is still being provisioned; it can sleep once Ready"
+            )));
+        }
+        if d.spec.desired_state == DesiredState::Sleeping {
+            return Ok(d);
+        }
+        Ok(patch_spec(&s.client, name, json!({"desiredState": "Sleeping"})).await?)
+    }
+
+    pub async fn wake(s: &AppState, user: &User, name: &str) -> Result<Demo, ApiError> {
+        let d = find(s, user, name).await?;
+        refuse_if_gone(&d, "wake")?;
+        if d.spec.desired_state == DesiredState::Running {
+            return Ok(d);
+        }
+        Ok(patch_spec(&s.client, name, json!({"desiredState": "Running"})).await?)
+    }
+
+    pub async fn extend(s: &AppState, user: &User, name: &str, by: &str) -> Result<Demo, ApiError> {
+        let by = duration::parse(by).map_err(|e| ApiError::bad_request(format!("by: {e}")))?;
+        let d = find(s, user, name).await?;
+        refuse_if_gone(&d, "extend")?;
+        let max = s
+            .catalogue
+            .get(&d.spec.template)
+            .map(|t| t.lifecycle.max_extension)
+            .unwrap_or_default();
+        let total = lifecycle::extend(lease::extension(&d), by, max, user.is_admin())
+            .map_err(ApiError::unprocessable)?;
+        Ok(patch_spec(
+            &s.client,
+            name,
+            json!({"lifecycle": {"extension": duration::format(total)}}),
+        )
+        .await?)
+    }
+
+    pub async fn delete(s: &AppState, user: &User, name: &str) -> Result<Demo, ApiError> {
+        let d = find(s, user, name).await?;
+        request_delete(&s.client, name).await?;
+        tracing::info!(demo = %name, by = %user.name, "demo deletion requested");
+        Ok(d)
+    }
+}
+
 pub async fn sleep(
     State(s): State<AppState>,
     Caller(user): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let d = find(&s, &user, &name).await?;
-    refuse_if_gone(&d, "put to sleep")?;
-    if matches!(d.phase(), Phase::Pending | Phase::Provisioning) {
-        return Err(ApiError::conflict(format!(
-            "demo {name:?} is still being provisioned; it can sleep once Ready"
-        )));
-    }
-    if d.spec.desired_state == DesiredState::Sleeping {
-        return Ok(accepted(&d));
-    }
-    Ok(accepted(
-        &patch_spec(&s.client, &name, json!({"desiredState": "Sleeping"})).await?,
-    ))
+    Ok(accepted(&ops::sleep(&s, &user, &name).await?, &s))
 }
 
 pub async fn wake(
@@ -335,14 +392,7 @@ pub async fn wake(
     Caller(user): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let d = find(&s, &user, &name).await?;
-    refuse_if_gone(&d, "wake")?;
-    if d.spec.desired_state == DesiredState::Running {
-        return Ok(accepted(&d));
-    }
-    Ok(accepted(
-        &patch_spec(&s.client, &name, json!({"desiredState": "Running"})).await?,
-    ))
+    Ok(accepted(&ops::wake(&s, &user, &name).await?, &s))
 }
 
 #[derive(Debug, Deserialize)]
@@ -358,23 +408,8 @@ pub async fn extend(
     body: Result<Json<Extend>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(from_json_rejection)?;
-    let by = duration::parse(&req.by).map_err(|e| ApiError::bad_request(format!("by: {e}")))?;
-    let d = find(&s, &user, &name).await?;
-    refuse_if_gone(&d, "extend")?;
-    let max = s
-        .catalogue
-        .get(&d.spec.template)
-        .map(|t| t.lifecycle.max_extension)
-        .unwrap_or_default();
-    let total = lifecycle::extend(lease::extension(&d), by, max, user.is_admin())
-        .map_err(ApiError::unprocessable)?;
-    let updated = patch_spec(
-        &s.client,
-        &name,
-        json!({"lifecycle": {"extension": duration::format(total)}}),
-    )
-    .await?;
-    Ok((StatusCode::OK, Json(DemoView::of(&updated))).into_response())
+    let d = ops::extend(&s, &user, &name, &req.by).await?;
+    Ok((StatusCode::OK, Json(DemoView::of(&d, &s))).into_response())
 }
 
 pub async fn activity(
@@ -385,7 +420,7 @@ pub async fn activity(
     let d = find(&s, &user, &name).await?;
     refuse_if_gone(&d, "record activity on")?;
     s.activity.record(&name);
-    Ok(accepted(&d))
+    Ok(accepted(&d, &s))
 }
 
 pub async fn delete(
@@ -393,11 +428,9 @@ pub async fn delete(
     Caller(user): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let d = find(&s, &user, &name).await?;
-    request_delete(&s.client, &name).await?;
-    let mut view = DemoView::of(&d);
+    let d = ops::delete(&s, &user, &name).await?;
+    let mut view = DemoView::of(&d, &s);
     view.phase = Phase::Deleting;
-    tracing::info!(demo = %name, by = %user.name, "demo deletion requested");
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 

@@ -5,6 +5,11 @@ pub mod auth;
 pub mod demos;
 pub mod error;
 pub mod health;
+pub mod links;
+pub mod proxy;
+pub mod session;
+pub mod share;
+pub mod ui;
 
 use crate::cluster::crd::Demo;
 use crate::domain::template::Catalogue;
@@ -24,6 +29,40 @@ use std::sync::atomic::AtomicBool;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Where showroom is reached from outside.
+#[derive(Debug, Clone)]
+pub struct Urls {
+    /// Base URL of the UI and of share links (`{public}/s/{token}`).
+    pub public: String,
+    /// Scheme of the per-link proxy hosts.
+    pub share_scheme: String,
+    /// Host (and port) under which each link gets its own proxy host: `{link}.{suffix}`.
+    pub share_suffix: String,
+}
+
+impl Urls {
+    pub fn share_url(&self, token: &str) -> String {
+        format!("{}/s/{token}", self.public.trim_end_matches('/'))
+    }
+    pub fn app_url(&self, link_id: &str) -> String {
+        format!("{}://{link_id}.{}/", self.share_scheme, self.share_suffix)
+    }
+    pub fn secure(&self) -> bool {
+        self.public.starts_with("https://")
+    }
+    /// The host name (no port) that proxy hosts end with.
+    pub fn share_host(&self) -> &str {
+        self.share_suffix.split(':').next().unwrap_or_default()
+    }
+}
+
+/// Trust `X-Forwarded-Email` / `X-Forwarded-Groups` from these proxy addresses only.
+#[derive(Debug, Clone, Default)]
+pub struct Sso {
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub admin_group: String,
+}
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -45,6 +84,13 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// ((owner, demo), when) for demos created here that the cache may not show yet.
     pub recent_creates: Arc<tokio::sync::Mutex<Vec<RecentCreate>>>,
+    pub urls: Arc<Urls>,
+    pub session_key: session::SessionKey,
+    /// `showroom dev`: one-click sign-in as the sales or admin user.
+    pub dev_login: bool,
+    pub sso: Arc<Sso>,
+    pub share_guard: Arc<share::FailureLimiter>,
+    pub proxy: Arc<proxy::Upstreams>,
 }
 
 async fn count_errors(
@@ -84,9 +130,19 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/demos/{name}/wake", post(demos::wake))
         .route("/api/v1/demos/{name}/extend", post(demos::extend))
         .route("/api/v1/demos/{name}/activity", post(demos::activity))
+        .route(
+            "/api/v1/demos/{name}/share-links",
+            get(links::api_list).post(links::api_create),
+        )
+        .route(
+            "/api/v1/demos/{name}/share-links/{id}",
+            axum::routing::delete(links::api_revoke),
+        )
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .merge(ui::routes())
+        .merge(share::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -96,6 +152,11 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(middleware::from_fn_with_state(state.clone(), count_errors))
+        // Requests for a share link's own host go to the demo, not to showroom's pages.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            proxy::by_host,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,

@@ -52,6 +52,7 @@ pub fn test_users() -> Arc<Users> {
         role,
         token_sha256: vec![hash_token(token)],
         max_demos: None,
+        password_argon2: None,
     };
     Arc::new(
         Users::from_entries(vec![
@@ -64,13 +65,12 @@ pub fn test_users() -> Arc<Users> {
 }
 
 pub fn test_config() -> Config {
-    Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        sweep_schedule: None,
-        sweep: SweepOptions::default(),
-        activity_interval: Duration::from_millis(500),
-        max_demos_per_user: 3,
-    }
+    let mut c = Config::new("127.0.0.1:0".parse().unwrap());
+    c.sweep = SweepOptions::default();
+    c.activity_interval = Duration::from_millis(500);
+    c.max_demos_per_user = 3;
+    c.dev_login = true;
+    c
 }
 
 pub async fn start_showroom(tc: &TestCluster, cfg: Config) -> Running {

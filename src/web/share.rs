@@ -1,0 +1,201 @@
+//! The prospect's side of a share link on showroom's own host: the landing page and
+//! "Open demo", which wakes a sleeping demo and sends the browser to the link's host.
+
+use super::AppState;
+use super::links;
+use super::ui::render;
+use crate::cluster::actions::patch_spec;
+use crate::cluster::crd::DesiredState;
+use crate::domain::lifecycle::Phase;
+use crate::domain::share::{self, Inactive};
+use askama::Template;
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use kube::ResourceExt;
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/s/{token}", get(landing))
+        .route("/s/{token}/open", post(open))
+}
+
+/// Failed link lookups (and wrong passcodes) per client: at most `max` per `window`.
+pub struct FailureLimiter {
+    max: u32,
+    window: Duration,
+    seen: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+impl FailureLimiter {
+    pub fn new(max: u32, window: Duration) -> Self {
+        FailureLimiter {
+            max,
+            window,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+    pub fn blocked(&self, ip: IpAddr) -> bool {
+        let map = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&ip)
+            .is_some_and(|(n, since)| *n >= self.max && since.elapsed() < self.window)
+    }
+    pub fn failed(&self, ip: IpAddr) {
+        let mut map = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 100_000 {
+            map.retain(|_, (_, since)| since.elapsed() < self.window);
+        }
+        let e = map.entry(ip).or_insert((0, Instant::now()));
+        if e.1.elapsed() >= self.window {
+            *e = (0, Instant::now());
+        }
+        e.0 += 1;
+    }
+}
+
+#[derive(Template)]
+#[template(path = "share_inactive.html")]
+pub struct InactivePage<'a> {
+    pub assets: &'a str,
+    pub detail: &'a str,
+}
+
+/// The same page for unknown, revoked and expired links; only the status differs.
+pub fn inactive(why: Inactive, assets: &str) -> Response {
+    let status = StatusCode::from_u16(why.status()).unwrap_or(StatusCode::NOT_FOUND);
+    render(
+        status,
+        &InactivePage {
+            assets,
+            detail: "It may have expired or been withdrawn.",
+        },
+    )
+}
+
+pub fn too_many(assets: &str) -> Response {
+    render(
+        StatusCode::TOO_MANY_REQUESTS,
+        &InactivePage {
+            assets,
+            detail: "Too many attempts from your network; please wait a few minutes.",
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "share_landing.html")]
+struct Landing<'a> {
+    title: &'a str,
+    token: &'a str,
+    passcode: bool,
+    sleeping: bool,
+    error: Option<&'a str>,
+}
+
+fn peer(ci: &ConnectInfo<SocketAddr>) -> IpAddr {
+    ci.0.ip()
+}
+
+async fn landing(
+    State(s): State<AppState>,
+    ci: ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+) -> Response {
+    let ip = peer(&ci);
+    if s.share_guard.blocked(ip) {
+        return too_many("");
+    }
+    let found = if share::looks_like_token(&token) {
+        links::lookup(&s, &token)
+    } else {
+        Err(Inactive::Unknown)
+    };
+    match found {
+        Ok((d, l)) => {
+            let title = d
+                .spec
+                .title
+                .clone()
+                .unwrap_or_else(|| d.spec.template.clone());
+            let sleeping = matches!(d.phase(), Phase::Sleeping);
+            render(
+                StatusCode::OK,
+                &Landing {
+                    title: &title,
+                    token: &token,
+                    passcode: l.passcode_hash.is_some(),
+                    sleeping,
+                    error: None,
+                },
+            )
+        }
+        Err(why) => {
+            s.share_guard.failed(ip);
+            inactive(why, "")
+        }
+    }
+}
+
+async fn open(
+    State(s): State<AppState>,
+    ci: ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    // A form post, but a bare POST (no body, no content type) opens a link too.
+    let passcode: String = form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "passcode")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let ip = peer(&ci);
+    if s.share_guard.blocked(ip) {
+        return too_many("");
+    }
+    let found = if share::looks_like_token(&token) {
+        links::lookup(&s, &token)
+    } else {
+        Err(Inactive::Unknown)
+    };
+    let (d, l) = match found {
+        Ok(x) => x,
+        Err(why) => {
+            s.share_guard.failed(ip);
+            return inactive(why, "");
+        }
+    };
+    let title = d
+        .spec
+        .title
+        .clone()
+        .unwrap_or_else(|| d.spec.template.clone());
+    if let Some(hash) = &l.passcode_hash
+        && !share::verify_secret(&passcode, hash)
+    {
+        s.share_guard.failed(ip);
+        let page = Landing {
+            title: &title,
+            token: &token,
+            passcode: true,
+            sleeping: false,
+            error: Some("That passcode is not right."),
+        };
+        return render(StatusCode::UNAUTHORIZED, &page);
+    }
+    s.activity.record_visit(&d.name_any(), &l.id);
+    if d.spec.desired_state == DesiredState::Sleeping
+        && let Err(e) =
+            patch_spec(&s.client, &d.name_any(), json!({"desiredState": "Running"})).await
+    {
+        tracing::warn!(demo = %d.name_any(), error = %e, "could not wake demo from a share link");
+    }
+    tracing::info!(demo = %d.name_any(), link = %l.id, "share link opened");
+    let enter = format!("{}_showroom/enter?token={token}", s.urls.app_url(&l.id));
+    Redirect::to(&enter).into_response()
+}
