@@ -209,3 +209,15 @@ impl Client {
         .await;
     }
 }
+
+/// The users `showroom dev` has: `sales` (token SALES) and `admin` (token ADMIN).
+pub fn dev_users() -> Arc<Users> {
+    let e = |name: &str, role, token: &str| UserEntry {
+        name: name.into(),
+        role,
+        token_sha256: vec![hash_token(token)],
+        max_demos: None,
+        password_argon2: None,
+    };
+    Arc::new(Users::from_entries(vec![e("sales", Role::Sales, SALES), e("admin", Role::Admin, ADMIN)]).unwrap())
+}

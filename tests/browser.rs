@@ -1,0 +1,197 @@
+//! The sales UI and a prospect's share link in real headless Chromium (Debian's
+//! chromium + chromium-driver), against showroom over the simulated cluster.
+//! Screenshots of each page are saved under target/screenshots/.
+
+mod common;
+
+use common::harness::*;
+use common::{TestCluster, eventually};
+use fantoccini::{Client as Browser, ClientBuilder, Locator};
+use serde_json::json;
+use showroom::app;
+use showroom::domain::template::Catalogue;
+use showroom::sim::SimOptions;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(40);
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn chromedriver() -> Option<PathBuf> {
+    ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+async fn start_driver() -> Option<(Driver, String)> {
+    let Some(bin) = chromedriver() else {
+        assert!(std::env::var_os("CI").is_none(), "CI must install chromium-driver (.ci/run does)");
+        eprintln!("chromedriver not installed: skipping the browser test");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(bin).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start chromedriver");
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Some((Driver(child), url));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start");
+}
+
+/// A fresh browser profile: a new session is a new, empty context.
+async fn browser(driver: &str, width: u32, height: u32) -> Browser {
+    let profile = std::env::temp_dir().join(format!("showroom-chrome-{}", uuid::Uuid::new_v4()));
+    let caps = json!({"goog:chromeOptions": {
+        "binary": "/usr/bin/chromium",
+        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 format!("--window-size={width},{height}"), format!("--user-data-dir={}", profile.display())]
+    }});
+    let caps = caps.as_object().unwrap().clone();
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(driver)
+        .await
+        .expect("start a Chromium session")
+}
+
+fn shots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(b: &Browser, name: &str) {
+    let png = b.screenshot().await.unwrap();
+    std::fs::write(shots().join(format!("{name}.png")), png).unwrap();
+}
+
+async fn text(b: &Browser, css: &str) -> String {
+    b.wait().at_most(T).for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
+}
+
+async fn wait_css(b: &Browser, css: &str) {
+    b.wait().at_most(T).for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("waiting for {css}: {e}"));
+}
+
+async fn click(b: &Browser, css: &str) {
+    b.wait().at_most(T).for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sales_and_prospect_journey_in_chromium() {
+    let Some((_driver, driver_url)) = start_driver().await else { return };
+    let tc = TestCluster::start_with(SimOptions { boot_delay: Duration::from_secs(3), ..Default::default() }).await;
+    app::install_crd(&tc.client).await.unwrap();
+    let catalogue = Arc::new(Catalogue::load_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("snapshots")).unwrap());
+    let running = app::start(tc.client.clone(), catalogue, dev_users(), test_config()).await.unwrap();
+    let base = format!("http://localhost:{}", running.addr.port());
+    let api = Client::new(&running, SALES);
+    eventually(T, "ready", || async { (http("GET", &format!("{base}/readyz"), None, None).await.0 == 200).then_some(()) }).await;
+
+    // Sales: sign in with one click, see the catalogue.
+    let sales = browser(&driver_url, 1280, 900).await;
+    sales.goto(&format!("{base}/demos")).await.unwrap();
+    wait_css(&sales, "#dev-sales").await;
+    shot(&sales, "01-sign-in").await;
+    click(&sales, "#dev-sales").await;
+    wait_css(&sales, "#template-web-shop").await;
+    assert!(text(&sales, "#template-data-pipeline").await.contains("Data pipeline"));
+    shot(&sales, "02-catalogue").await;
+
+    // Start a demo: the progress view walks through the steps and turns into the demo page.
+    sales.find(Locator::Css("#title-web-shop")).await.unwrap().send_keys("ACME Corp").await.unwrap();
+    click(&sales, "#template-web-shop .start").await;
+    wait_css(&sales, "#progress .steps").await;
+    assert_eq!(text(&sales, "[data-phase]").await, "Provisioning");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    shot(&sales, "03-progress").await;
+    wait_css(&sales, "#lease").await; // the page moved on by itself when Ready
+    assert_eq!(text(&sales, "[data-phase]").await, "Ready");
+    let demo_url = sales.current_url().await.unwrap().to_string();
+    let name = demo_url.rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
+
+    // Create a share link for the prospect.
+    sales.find(Locator::Css("#label")).await.unwrap().send_keys("ACME Corp").await.unwrap();
+    click(&sales, "#create-link").await;
+    wait_css(&sales, "#new-link-url").await;
+    let share_url = sales.find(Locator::Css("#new-link-url")).await.unwrap().prop("value").await.unwrap().unwrap();
+    assert!(share_url.contains("/s/"), "{share_url}");
+    shot(&sales, "04-demo-with-link").await;
+
+    // The prospect, in a fresh browser context: landing page, then the app through the proxy.
+    let prospect = browser(&driver_url, 1280, 900).await;
+    prospect.goto(&share_url).await.unwrap();
+    wait_css(&prospect, "#open-demo").await;
+    assert!(text(&prospect, "h1").await.contains("ACME Corp"));
+    shot(&prospect, "05-prospect-landing").await;
+    click(&prospect, "#open-demo").await;
+    let app_text = text(&prospect, "#demo").await;
+    assert!(app_text.contains(&name), "the stand-in app of {name}: {app_text}");
+    assert_eq!(text(&prospect, "#cookies").await, "", "the app never sees showroom's cookie");
+    shot(&prospect, "06-prospect-app").await;
+    // Absolute links of the app keep working on the link's own host.
+    click(&prospect, "#products").await;
+    eventually(T, "followed the app's absolute link", || async { (text(&prospect, "#path").await == "/products").then_some(()) }).await;
+
+    // Sales puts the demo to sleep from the UI.
+    sales.goto(&format!("{base}/demos/{name}")).await.unwrap();
+    click(&sales, "#sleep").await;
+    api.wait_phase(&name, Some("Sleeping"), T).await;
+
+    // The prospect opens the link again: the demo wakes, the waking page moves on by itself.
+    prospect.goto(&share_url).await.unwrap();
+    click(&prospect, "#open-demo").await;
+    wait_css(&prospect, "#waking").await;
+    shot(&prospect, "07-prospect-waking").await;
+    let app_text = text(&prospect, "#demo").await;
+    assert!(app_text.contains(&name), "arrived at the app by itself: {app_text}");
+    api.wait_phase(&name, Some("Ready"), T).await;
+
+    // My demos, with the visits the prospect made.
+    eventually(T, "two visits recorded", || async {
+        sales.goto(&format!("{base}/demos/{name}")).await.unwrap();
+        (text(&sales, "#links .visits").await == "2").then_some(())
+    })
+    .await;
+    sales.goto(&format!("{base}/demos")).await.unwrap();
+    wait_css(&sales, "#demos").await;
+    assert!(text(&sales, "#demos").await.contains("ACME Corp"));
+    shot(&sales, "08-my-demos").await;
+
+    // Revoke: the prospect now gets the inactive page, with 410.
+    sales.goto(&format!("{base}/demos/{name}")).await.unwrap();
+    click(&sales, ".revoke").await;
+    sales.accept_alert().await.unwrap();
+    wait_css(&sales, ".notice.ok").await;
+    prospect.goto(&share_url).await.unwrap();
+    wait_css(&prospect, "#inactive").await;
+    shot(&prospect, "09-link-inactive").await;
+    let (code, _) = http("GET", &share_url.replace("localhost", "127.0.0.1"), None, None).await;
+    assert_eq!(code, 410);
+
+    // A phone-sized window: the demo list stays readable.
+    let phone = browser(&driver_url, 390, 844).await;
+    phone.goto(&format!("{base}/dev/login/sales")).await.unwrap();
+    phone.goto(&format!("{base}/demos")).await.unwrap();
+    wait_css(&phone, "#demos").await;
+    shot(&phone, "10-phone-demos").await;
+    let overflow = phone.execute("return document.documentElement.scrollWidth > window.innerWidth + 1;", vec![]).await.unwrap();
+    assert_eq!(overflow, json!(false), "no horizontal scrolling on a phone");
+
+    for b in [sales, prospect, phone] {
+        let _ = b.close().await;
+    }
+    running.stop().await;
+}
