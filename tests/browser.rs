@@ -28,24 +28,45 @@ impl Drop for Driver {
 }
 
 fn chromedriver() -> Option<PathBuf> {
-    ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].iter().map(PathBuf::from).find(|p| p.exists())
+    ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
 }
 
 async fn start_driver() -> Option<(Driver, String)> {
     let Some(bin) = chromedriver() else {
-        assert!(std::env::var_os("CI").is_none(), "CI must install chromium-driver (.ci/run does)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install chromium-driver (.ci/run does)"
+        );
         eprintln!("chromedriver not installed: skipping the browser test");
         return None;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(bin).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start chromedriver");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut driver = Driver(
+        Command::new(bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
     let url = format!("http://127.0.0.1:{port}");
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Some((Driver(child), url));
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Some((driver, url));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let _ = driver.0.kill();
     panic!("chromedriver did not start");
 }
 
@@ -78,27 +99,58 @@ async fn shot(b: &Browser, name: &str) {
 }
 
 async fn text(b: &Browser, css: &str) -> String {
-    b.wait().at_most(T).for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
+    b.wait()
+        .at_most(T)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
 }
 
 async fn wait_css(b: &Browser, css: &str) {
-    b.wait().at_most(T).for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("waiting for {css}: {e}"));
+    b.wait()
+        .at_most(T)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("waiting for {css}: {e}"));
 }
 
 async fn click(b: &Browser, css: &str) {
-    b.wait().at_most(T).for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+    b.wait()
+        .at_most(T)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sales_and_prospect_journey_in_chromium() {
-    let Some((_driver, driver_url)) = start_driver().await else { return };
-    let tc = TestCluster::start_with(SimOptions { boot_delay: Duration::from_secs(3), ..Default::default() }).await;
+    let Some((_driver, driver_url)) = start_driver().await else {
+        return;
+    };
+    let tc = TestCluster::start_with(SimOptions {
+        boot_delay: Duration::from_secs(3),
+        ..Default::default()
+    })
+    .await;
     app::install_crd(&tc.client).await.unwrap();
-    let catalogue = Arc::new(Catalogue::load_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("snapshots")).unwrap());
-    let running = app::start(tc.client.clone(), catalogue, dev_users(), test_config()).await.unwrap();
+    let catalogue = Arc::new(
+        Catalogue::load_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("snapshots")).unwrap(),
+    );
+    let running = app::start(tc.client.clone(), catalogue, dev_users(), test_config())
+        .await
+        .unwrap();
     let base = format!("http://localhost:{}", running.addr.port());
     let api = Client::new(&running, SALES);
-    eventually(T, "ready", || async { (http("GET", &format!("{base}/readyz"), None, None).await.0 == 200).then_some(()) }).await;
+    eventually(T, "ready", || async {
+        (http("GET", &format!("{base}/readyz"), None, None).await.0 == 200).then_some(())
+    })
+    .await;
 
     // Sales: sign in with one click, see the catalogue.
     let sales = browser(&driver_url, 1280, 900).await;
@@ -107,11 +159,21 @@ async fn sales_and_prospect_journey_in_chromium() {
     shot(&sales, "01-sign-in").await;
     click(&sales, "#dev-sales").await;
     wait_css(&sales, "#template-web-shop").await;
-    assert!(text(&sales, "#template-data-pipeline").await.contains("Data pipeline"));
+    assert!(
+        text(&sales, "#template-data-pipeline")
+            .await
+            .contains("Data pipeline")
+    );
     shot(&sales, "02-catalogue").await;
 
     // Start a demo: the progress view walks through the steps and turns into the demo page.
-    sales.find(Locator::Css("#title-web-shop")).await.unwrap().send_keys("ACME Corp").await.unwrap();
+    sales
+        .find(Locator::Css("#title-web-shop"))
+        .await
+        .unwrap()
+        .send_keys("ACME Corp")
+        .await
+        .unwrap();
     click(&sales, "#template-web-shop .start").await;
     wait_css(&sales, "#progress .steps").await;
     assert_eq!(text(&sales, "[data-phase]").await, "Provisioning");
@@ -120,13 +182,33 @@ async fn sales_and_prospect_journey_in_chromium() {
     wait_css(&sales, "#lease").await; // the page moved on by itself when Ready
     assert_eq!(text(&sales, "[data-phase]").await, "Ready");
     let demo_url = sales.current_url().await.unwrap().to_string();
-    let name = demo_url.rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
+    let name = demo_url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
 
     // Create a share link for the prospect.
-    sales.find(Locator::Css("#label")).await.unwrap().send_keys("ACME Corp").await.unwrap();
+    sales
+        .find(Locator::Css("#label"))
+        .await
+        .unwrap()
+        .send_keys("ACME Corp")
+        .await
+        .unwrap();
     click(&sales, "#create-link").await;
     wait_css(&sales, "#new-link-url").await;
-    let share_url = sales.find(Locator::Css("#new-link-url")).await.unwrap().prop("value").await.unwrap().unwrap();
+    let share_url = sales
+        .find(Locator::Css("#new-link-url"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(share_url.contains("/s/"), "{share_url}");
     shot(&sales, "04-demo-with-link").await;
 
@@ -138,12 +220,22 @@ async fn sales_and_prospect_journey_in_chromium() {
     shot(&prospect, "05-prospect-landing").await;
     click(&prospect, "#open-demo").await;
     let app_text = text(&prospect, "#demo").await;
-    assert!(app_text.contains(&name), "the stand-in app of {name}: {app_text}");
-    assert_eq!(text(&prospect, "#cookies").await, "", "the app never sees showroom's cookie");
+    assert!(
+        app_text.contains(&name),
+        "the stand-in app of {name}: {app_text}"
+    );
+    assert_eq!(
+        text(&prospect, "#cookies").await,
+        "",
+        "the app never sees showroom's cookie"
+    );
     shot(&prospect, "06-prospect-app").await;
     // Absolute links of the app keep working on the link's own host.
     click(&prospect, "#products").await;
-    eventually(T, "followed the app's absolute link", || async { (text(&prospect, "#path").await == "/products").then_some(()) }).await;
+    eventually(T, "followed the app's absolute link", || async {
+        (text(&prospect, "#path").await == "/products").then_some(())
+    })
+    .await;
 
     // Sales puts the demo to sleep from the UI.
     sales.goto(&format!("{base}/demos/{name}")).await.unwrap();
@@ -156,7 +248,10 @@ async fn sales_and_prospect_journey_in_chromium() {
     wait_css(&prospect, "#waking").await;
     shot(&prospect, "07-prospect-waking").await;
     let app_text = text(&prospect, "#demo").await;
-    assert!(app_text.contains(&name), "arrived at the app by itself: {app_text}");
+    assert!(
+        app_text.contains(&name),
+        "arrived at the app by itself: {app_text}"
+    );
     api.wait_phase(&name, Some("Ready"), T).await;
 
     // My demos, with the visits the prospect made.
@@ -178,16 +273,31 @@ async fn sales_and_prospect_journey_in_chromium() {
     prospect.goto(&share_url).await.unwrap();
     wait_css(&prospect, "#inactive").await;
     shot(&prospect, "09-link-inactive").await;
-    let (code, _) = http("GET", &share_url.replace("localhost", "127.0.0.1"), None, None).await;
+    let (code, _) = http(
+        "GET",
+        &share_url.replace("localhost", "127.0.0.1"),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(code, 410);
 
     // A phone-sized window: the demo list stays readable.
     let phone = browser(&driver_url, 390, 844).await;
-    phone.goto(&format!("{base}/dev/login/sales")).await.unwrap();
+    phone
+        .goto(&format!("{base}/dev/login/sales"))
+        .await
+        .unwrap();
     phone.goto(&format!("{base}/demos")).await.unwrap();
     wait_css(&phone, "#demos").await;
     shot(&phone, "10-phone-demos").await;
-    let overflow = phone.execute("return document.documentElement.scrollWidth > window.innerWidth + 1;", vec![]).await.unwrap();
+    let overflow = phone
+        .execute(
+            "return document.documentElement.scrollWidth > window.innerWidth + 1;",
+            vec![],
+        )
+        .await
+        .unwrap();
     assert_eq!(overflow, json!(false), "no horizontal scrolling on a phone");
 
     for b in [sales, prospect, phone] {

@@ -219,5 +219,29 @@ pub fn dev_users() -> Arc<Users> {
         max_demos: None,
         password_argon2: None,
     };
-    Arc::new(Users::from_entries(vec![e("sales", Role::Sales, SALES), e("admin", Role::Admin, ADMIN)]).unwrap())
+    Arc::new(
+        Users::from_entries(vec![
+            e("sales", Role::Sales, SALES),
+            e("admin", Role::Admin, ADMIN),
+        ])
+        .unwrap(),
+    )
+}
+
+pub async fn start_showroom_with_users(
+    tc: &TestCluster,
+    cfg: Config,
+    users: Arc<Users>,
+) -> Running {
+    app::install_crd(&tc.client).await.unwrap();
+    let running = app::start(tc.client.clone(), test_catalogue(), users, cfg)
+        .await
+        .unwrap();
+    let url = format!("http://{}/readyz", running.addr);
+    super::eventually(Duration::from_secs(10), "showroom ready", || {
+        let url = url.clone();
+        async move { (http("GET", &url, None, None).await.0 == 200).then_some(()) }
+    })
+    .await;
+    running
 }

@@ -1,0 +1,592 @@
+//! Handler tests for the web UI, share links and the link proxy: status codes, auth,
+//! CSRF refusal, rate limits, and what a prospect sees in each case.
+
+mod common;
+
+use common::harness::*;
+use common::{TestCluster, eventually};
+use showroom::sim::SimOptions;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+/// Minimal cookie-carrying requests: (status, headers, body).
+async fn raw(
+    method: &str,
+    url: &str,
+    host: Option<&str>,
+    cookie: Option<&str>,
+    form: Option<&str>,
+    accept: &str,
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (addr, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = tokio::net::TcpStream::connect(addr.replace("localhost", "127.0.0.1"))
+        .await
+        .unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: {accept}\r\n",
+        host.unwrap_or(addr)
+    );
+    if let Some(c) = cookie {
+        req.push_str(&format!("Cookie: {c}\r\n"));
+    }
+    let body = form.unwrap_or("");
+    if method == "POST" {
+        req.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, head.to_lowercase(), body.to_string())
+}
+
+fn set_cookie(head: &str, name: &str) -> Option<String> {
+    head.lines()
+        .filter_map(|l| l.strip_prefix("set-cookie: "))
+        .find(|c| c.starts_with(name))
+        .map(|c| c.split(';').next().unwrap().to_string())
+}
+
+fn location(head: &str) -> String {
+    head.lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn csrf_of(body: &str) -> String {
+    let i = body
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a csrf token")
+        + 19;
+    body[i..i + 64].to_string()
+}
+
+#[tokio::test]
+async fn pages_require_a_session_and_forms_require_the_csrf_token() {
+    let tc = TestCluster::start_with(SimOptions {
+        boot_delay: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let app = start_showroom(&tc, test_config()).await;
+    let base = format!("http://{}", app.addr);
+    for path in ["/", "/demos", "/demos/demo-x"] {
+        let (code, head, _) = raw(
+            "GET",
+            &format!("{base}{path}"),
+            None,
+            None,
+            None,
+            "text/html",
+        )
+        .await;
+        assert_eq!((code, location(&head).as_str()), (303, "/login"), "{path}");
+    }
+    let (code, _, body) = raw(
+        "GET",
+        &format!("{base}/login"),
+        None,
+        None,
+        None,
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("dev-sales"),
+        "showroom dev offers one-click sign-in"
+    );
+    // No password configured for test users: sign-in is refused with a plain message.
+    let (code, _, body) = raw(
+        "POST",
+        &format!("{base}/login"),
+        None,
+        None,
+        Some("user=alice&password=x"),
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 401);
+    assert!(body.contains("Unknown user name or wrong password"));
+    // One-click dev sign-in exists only for the dev users.
+    assert_eq!(
+        raw(
+            "GET",
+            &format!("{base}/dev/login/root"),
+            None,
+            None,
+            None,
+            "text/html"
+        )
+        .await
+        .0,
+        404
+    );
+
+    // A forged or missing session cookie is not a session.
+    let (code, _, _) = raw(
+        "GET",
+        &format!("{base}/"),
+        None,
+        Some("showroom_session=alice|99999999999|00"),
+        None,
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 303);
+}
+
+#[tokio::test]
+async fn signed_in_sales_flow_over_http() {
+    let tc = TestCluster::start_with(SimOptions {
+        boot_delay: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let app = start_showroom_with_users(&tc, test_config(), dev_users()).await;
+    let base = format!("http://{}", app.addr);
+    let (code, head, _) = raw(
+        "GET",
+        &format!("{base}/dev/login/sales"),
+        None,
+        None,
+        None,
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 303);
+    assert!(
+        head.contains("httponly") && head.contains("samesite=lax"),
+        "{head}"
+    );
+    let session = set_cookie(&head, "showroom_session").unwrap();
+    let (code, _, body) = raw(
+        "GET",
+        &format!("{base}/"),
+        None,
+        Some(&session),
+        None,
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 200);
+    let csrf = csrf_of(&body);
+    // Without the token: refused, nothing created.
+    let (code, _, body) = raw(
+        "POST",
+        &format!("{base}/demos"),
+        None,
+        Some(&session),
+        Some("template=shop"),
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 403);
+    assert!(
+        body.contains("Reload the page") && !body.contains("panicked"),
+        "{body}"
+    );
+    let (code, _, _) = raw(
+        "POST",
+        &format!("{base}/demos"),
+        None,
+        Some(&session),
+        Some("csrf=deadbeef&template=shop"),
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 403);
+    let api = Client::new(&app, SALES);
+    assert_eq!(
+        api.get("/api/v1/demos").await.1["demos"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    // An unknown template is a page in plain words.
+    let (code, _, body) = raw(
+        "POST",
+        &format!("{base}/demos"),
+        None,
+        Some(&session),
+        Some(&format!("csrf={csrf}&template=nope")),
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 422);
+    assert!(body.contains("unknown template"), "{body}");
+    // Start for real.
+    let (code, head, _) = raw(
+        "POST",
+        &format!("{base}/demos"),
+        None,
+        Some(&session),
+        Some(&format!("csrf={csrf}&template=shop&title=ACME")),
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 303);
+    let page = location(&head);
+    let name = page.rsplit('/').next().unwrap().to_string();
+    api.wait_phase(&name, Some("Ready"), T).await;
+    let (code, _, body) = raw(
+        "GET",
+        &format!("{base}{page}"),
+        None,
+        Some(&session),
+        None,
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("ACME") && body.contains("Put to sleep"),
+        "{body}"
+    );
+    let (code, _, state) = raw(
+        "GET",
+        &format!("{base}/demos/{name}/state"),
+        None,
+        Some(&session),
+        None,
+        "application/json",
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(state.contains("\"phase\":\"Ready\""), "{state}");
+    // Actions: sleep, then an unknown action, then extend beyond the limit.
+    let (code, head, _) = raw(
+        "POST",
+        &format!("{base}/demos/{name}/sleep"),
+        None,
+        Some(&session),
+        Some(&format!("csrf={csrf}")),
+        "text/html",
+    )
+    .await;
+    assert_eq!(
+        (code, location(&head)),
+        (303, format!("/demos/{name}?done=sleep"))
+    );
+    api.wait_phase(&name, Some("Sleeping"), T).await;
+    assert_eq!(
+        raw(
+            "POST",
+            &format!("{base}/demos/{name}/explode"),
+            None,
+            Some(&session),
+            Some(&format!("csrf={csrf}")),
+            "text/html"
+        )
+        .await
+        .0,
+        404
+    );
+    let (code, _, body) = raw(
+        "POST",
+        &format!("{base}/demos/{name}/extend"),
+        None,
+        Some(&session),
+        Some(&format!("csrf={csrf}&by=30d")),
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 422);
+    assert!(body.contains("limit"), "{body}");
+    // The admin sees it; another sales user would not (covered by the API tests).
+    let (_, head, _) = raw(
+        "GET",
+        &format!("{base}/dev/login/admin"),
+        None,
+        None,
+        None,
+        "text/html",
+    )
+    .await;
+    let admin = set_cookie(&head, "showroom_session").unwrap();
+    let (_, _, body) = raw(
+        "GET",
+        &format!("{base}/demos"),
+        None,
+        Some(&admin),
+        None,
+        "text/html",
+    )
+    .await;
+    assert!(body.contains("All demos") && body.contains(&name), "{body}");
+    // Delete from the UI.
+    let (code, head, _) = raw(
+        "POST",
+        &format!("{base}/demos/{name}/delete"),
+        None,
+        Some(&session),
+        Some(&format!("csrf={csrf}")),
+        "text/html",
+    )
+    .await;
+    assert_eq!((code, location(&head).as_str()), (303, "/demos"));
+    api.wait_phase(&name, None, T).await;
+    // Sign out clears the cookie.
+    let (code, head, _) = raw(
+        "POST",
+        &format!("{base}/logout"),
+        None,
+        Some(&session),
+        Some(&format!("csrf={csrf}")),
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 303);
+    assert!(head.contains("max-age=0"), "{head}");
+}
+
+#[tokio::test]
+async fn share_links_api_landing_passcode_proxy_and_rate_limit() {
+    let tc = TestCluster::start_with(SimOptions {
+        boot_delay: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let app = start_showroom_with_users(&tc, test_config(), dev_users()).await;
+    let base = format!("http://{}", app.addr);
+    let api = Client::new(&app, SALES);
+    let name = api.start(r#"{"template": "shop", "title": "ACME"}"#).await["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.wait_phase(&name, Some("Ready"), T).await;
+    let links = format!("/api/v1/demos/{name}/share-links");
+
+    // Create: 201 with the URL (the only time the token is shown).
+    let (code, link) = api
+        .post(&links, r#"{"label": "ACME", "passcode": "open-sesame"}"#)
+        .await;
+    assert_eq!(code, 201, "{link}");
+    let url = link["url"].as_str().unwrap().to_string();
+    let token = url.rsplit('/').next().unwrap().to_string();
+    assert_eq!(token.len(), 64);
+    // Bad input is refused and names the field.
+    let (code, v) = api
+        .post(&links, r#"{"expiresAt": "2020-01-01T00:00:00Z"}"#)
+        .await;
+    assert_eq!(code, 400);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expiresAt")
+    );
+    let (code, _) = api
+        .post(&links, r#"{"expiresAt": "2999-01-01T00:00:00Z"}"#)
+        .await;
+    assert_eq!(code, 400, "never beyond the demo's expiry");
+    assert_eq!(api.post(&links, r#"{"colour": "red"}"#).await.0, 400);
+    assert_eq!(
+        Client::new(&app, ADMIN).post(&links, "{}").await.0,
+        201,
+        "admins may share any demo"
+    );
+    // Listing never shows a token or its hash.
+    let (code, listed) = api.get(&links).await;
+    assert_eq!(code, 200);
+    let text = listed.to_string();
+    assert!(
+        !text.contains(&token) && !text.contains("tokenSha256") && !text.contains("passcodeHash"),
+        "{text}"
+    );
+    assert_eq!(listed["shareLinks"].as_array().unwrap().len(), 2);
+    let (_, d) = api.get(&format!("/api/v1/demos/{name}")).await;
+    assert_eq!(d["shareLinks"].as_array().unwrap().len(), 2);
+
+    // The landing page asks for the passcode; a wrong one is refused.
+    let (code, _, body) = raw("GET", &url, None, None, None, "text/html").await;
+    assert_eq!(code, 200);
+    assert!(body.contains("ACME") && body.contains("Passcode"));
+    let (code, _, body) = raw(
+        "POST",
+        &format!("{url}/open"),
+        None,
+        None,
+        Some("passcode=wrong"),
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 401);
+    assert!(body.contains("not right"));
+    let (code, head, _) = raw(
+        "POST",
+        &format!("{url}/open"),
+        None,
+        None,
+        Some("passcode=open-sesame"),
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 303);
+    let enter = location(&head);
+    let host = enter
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(host.starts_with(link["id"].as_str().unwrap()), "{enter}");
+    let (code, head, _) = raw(
+        "GET",
+        &enter.replace(&host, base.trim_start_matches("http://")),
+        Some(&host),
+        None,
+        None,
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 303);
+    let cookie = set_cookie(&head, "showroom_link").unwrap();
+    let app_url = format!("{base}/deep/path?q=1");
+    let (code, _, body) = raw(
+        "GET",
+        &app_url,
+        Some(&host),
+        Some(&format!("{cookie}; theirs=1")),
+        None,
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains(&name)
+            && body.contains("/deep/path")
+            && body.contains("theirs=1")
+            && !body.contains("showroom_link"),
+        "{body}"
+    );
+    // Without the cookie the link host shows the inactive page, not the demo.
+    let (code, _, body) = raw("GET", &app_url, Some(&host), None, None, "text/html").await;
+    assert_eq!(code, 404);
+    assert!(body.contains("no longer active"));
+    // Asleep: a request wakes it; HTML gets the waking page, other clients 503 + Retry-After.
+    api.post(&format!("/api/v1/demos/{name}/sleep"), "").await;
+    api.wait_phase(&name, Some("Sleeping"), T).await;
+    let (code, head, _) = raw(
+        "GET",
+        &format!("{base}/api/data"),
+        Some(&host),
+        Some(&cookie),
+        None,
+        "application/json",
+    )
+    .await;
+    assert_eq!(code, 503);
+    assert!(head.contains("retry-after"), "{head}");
+    let (code, _, body) = raw(
+        "GET",
+        &format!("{base}/"),
+        Some(&host),
+        Some(&cookie),
+        None,
+        "text/html",
+    )
+    .await;
+    assert!(
+        code == 503 && body.contains("moves on by itself") || code == 200,
+        "{code} {body}"
+    );
+    api.wait_phase(&name, Some("Ready"), T).await;
+    eventually(T, "proxied again after waking", || async {
+        (raw(
+            "GET",
+            &format!("{base}/"),
+            Some(&host),
+            Some(&cookie),
+            None,
+            "text/html",
+        )
+        .await
+        .0 == 200)
+            .then_some(())
+    })
+    .await;
+
+    // Visits are counted per link (coalesced writes).
+    eventually(T, "visit recorded", || async {
+        let (_, l) = api.get(&links).await;
+        l["shareLinks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == link["id"])
+            .filter(|x| x["visits"] == 1 && x["firstOpenedAt"].is_string())
+            .map(|_| ())
+    })
+    .await;
+
+    // Revoke: 204, then 410 for the link; unknown ids 404.
+    let id = link["id"].as_str().unwrap();
+    let revoke = format!("{base}{links}/{id}");
+    assert_eq!(http("DELETE", &revoke, Some(SALES), None).await.0, 204);
+    assert_eq!(
+        http("DELETE", &format!("{base}{links}/lnope"), Some(SALES), None)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        http("DELETE", &revoke, Some(OTHER), None).await.0,
+        401,
+        "bob is not a dev user here"
+    );
+    eventually(T, "revoked link is inactive", || async {
+        (raw("GET", &url, None, None, None, "text/html").await.0 == 410).then_some(())
+    })
+    .await;
+    let (code, _, body) = raw(
+        "GET",
+        &format!("{base}/"),
+        Some(&host),
+        Some(&cookie),
+        None,
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 410, "{body}");
+    let unknown = format!("{base}/s/{}", "0".repeat(64));
+    let (code, _, body_unknown) = raw("GET", &unknown, None, None, None, "text/html").await;
+    assert_eq!(code, 404);
+    let (_, _, body_revoked) = raw("GET", &url, None, None, None, "text/html").await;
+    assert_eq!(
+        body_unknown, body_revoked,
+        "unknown and revoked links look the same"
+    );
+
+    // Failed lookups are rate-limited per client.
+    let mut last = 0;
+    for _ in 0..25 {
+        last = raw(
+            "GET",
+            &format!("{base}/s/{}", "1".repeat(64)),
+            None,
+            None,
+            None,
+            "text/html",
+        )
+        .await
+        .0;
+    }
+    assert_eq!(last, 429);
+    app.stop().await;
+}
