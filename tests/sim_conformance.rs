@@ -184,6 +184,23 @@ async fn merge_json_and_apply_patches() {
             .iter()
             .any(|f| f.manager.as_deref() == Some("conformance"))
     );
+    // Another manager changing an applied field conflicts unless it forces.
+    let other = PatchParams::apply("someone-else");
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "q"}, "data": {"x": "3"}});
+    let (code, reason) = status_of(
+        api.patch("q", &other, &Patch::Apply(body.clone()))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    let forced = api
+        .patch("q", &other.clone().force(), &Patch::Apply(body))
+        .await
+        .unwrap();
+    assert_eq!(
+        forced.data.as_ref().unwrap().get("x").map(String::as_str),
+        Some("3")
+    );
     // A merge patch carrying a stale resourceVersion is a conflict.
     let (code, _) = status_of(
         api.patch(

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod faults;
+pub mod fields;
 pub mod resources;
 pub mod selector;
 pub mod server;

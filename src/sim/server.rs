@@ -107,13 +107,20 @@ pub async fn handle(
         }
         (&Method::GET, None) => list(&api.store, &target, &query, wants_table),
         (&Method::GET, Some(name)) => get(&api.store, &target, name, wants_table),
-        (&Method::POST, None) => parse_body(&body).and_then(|obj| {
+        (&Method::POST, None) => parse_body(&body).and_then(|mut obj| {
+            super::fields::record(
+                None,
+                &mut obj,
+                None,
+                &manager(&query),
+                &target.rt.api_version(),
+            );
             api.store
                 .create(&target.rt, &target.ns, obj)
                 .map(|o| (201, (*o).clone()))
         }),
         (&Method::PUT, Some(name)) => {
-            parse_body(&body).and_then(|obj| put(&api.store, &target, name, obj))
+            parse_body(&body).and_then(|obj| put(&api.store, &target, name, obj, &manager(&query)))
         }
         (&Method::PATCH, Some(name)) => patch(&api.store, &target, name, &headers, &body, &query),
         (&Method::DELETE, Some(name)) => delete(&api.store, &target, name, &body, &query),
@@ -128,6 +135,14 @@ pub async fn handle(
         Ok((code, v)) => json_response(code, &v),
         Err(e) => error_response(&e),
     }
+}
+
+/// The field manager a write is recorded under.
+fn manager(q: &HashMap<String, String>) -> String {
+    q.get("fieldManager")
+        .filter(|m| !m.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
@@ -309,7 +324,13 @@ fn list(
     ))
 }
 
-fn put(store: &Store, t: &Target, name: &str, obj: Value) -> Result<(u16, Value), ApiError> {
+fn put(
+    store: &Store,
+    t: &Target,
+    name: &str,
+    obj: Value,
+    mgr: &str,
+) -> Result<(u16, Value), ApiError> {
     if is_scale(t) {
         let replicas = obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
         let rv = obj.pointer("/metadata/resourceVersion").cloned();
@@ -324,10 +345,13 @@ fn put(store: &Store, t: &Target, name: &str, obj: Value) -> Result<(u16, Value)
         return Ok((200, scale_of(&out)));
     }
     let part = part_of(t)?;
-    Ok((
-        200,
-        (*store.modify(&t.rt, &t.ns, name, part, |_| Ok(obj))?).clone(),
-    ))
+    let av = t.rt.api_version();
+    let out = store.modify(&t.rt, &t.ns, name, part, |cur| {
+        let mut obj = obj;
+        super::fields::record(Some(cur), &mut obj, None, mgr, &av);
+        Ok(obj)
+    })?;
+    Ok((200, (*out).clone()))
 }
 
 fn patch(
@@ -397,31 +421,38 @@ fn patch(
                 "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
             ));
         }
+        let av = t.rt.api_version();
         if part == Part::Main && store.get(&t.rt, &t.ns, name).is_err() {
             let mut obj = patch.clone();
             obj["metadata"]["name"] = json!(name);
-            obj["metadata"]["managedFields"] = json!([{"manager": manager, "operation": "Apply", "apiVersion": t.rt.api_version()}]);
+            super::fields::record(None, &mut obj, Some(&patch), &manager, &av);
             return store.create(&t.rt, &t.ns, obj).map(|o| (201, (*o).clone()));
         }
+        let force = q.get("force").is_some_and(|f| f == "true");
         let out = store.modify(&t.rt, &t.ns, name, part, |cur| {
-            let mut d = apply(cur)?;
-            let mut fields: Vec<Value> = d
-                .pointer("/metadata/managedFields")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            if !fields.iter().any(|f| f["manager"] == json!(manager)) {
-                fields.push(json!({"manager": manager, "operation": "Apply", "apiVersion": t.rt.api_version()}));
+            let conflicts = super::fields::apply_conflicts(cur, &patch, &manager);
+            if !force && !conflicts.is_empty() {
+                let msg = format!(
+                    "Apply failed with {} conflict(s): {}",
+                    conflicts.len(),
+                    conflicts.join(", ")
+                );
+                return Err(ApiError::new(409, "Conflict", msg).with_details_pub(&t.rt, name));
             }
-            d["metadata"]["managedFields"] = json!(fields);
+            let mut d = apply(cur)?;
+            super::fields::record(Some(cur), &mut d, Some(&patch), &manager, &av);
             Ok(d)
         })?;
         return Ok((200, (*out).clone()));
     }
-    Ok((
-        200,
-        (*store.modify(&t.rt, &t.ns, name, part, apply)?).clone(),
-    ))
+    let mgr = manager(q);
+    let av = t.rt.api_version();
+    let out = store.modify(&t.rt, &t.ns, name, part, |cur| {
+        let mut d = apply(cur)?;
+        super::fields::record(Some(cur), &mut d, None, &mgr, &av);
+        Ok(d)
+    })?;
+    Ok((200, (*out).clone()))
 }
 
 fn propagation(

@@ -58,6 +58,9 @@ impl ApiError {
         self.details = json!({"name": name, "group": rt.group, "kind": rt.plural});
         self
     }
+    pub fn with_details_pub(self, rt: &ResourceType, name: &str) -> Self {
+        self.with_details(rt, name)
+    }
     pub fn not_found(rt: &ResourceType, name: &str) -> Self {
         Self::new(
             404,
