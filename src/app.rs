@@ -3,6 +3,7 @@
 
 use crate::cluster::controller;
 use crate::cluster::crd::Demo;
+use crate::cluster::leader::{Election, LeaderConfig};
 use crate::cluster::sweeper::{self, SweepOptions};
 use crate::domain::template::Catalogue;
 use crate::domain::users::Users;
@@ -19,6 +20,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone)]
@@ -39,6 +41,8 @@ pub struct Config {
     /// One-click sign-in as `sales` or `admin` (showroom dev only).
     pub dev_login: bool,
     pub sso: crate::web::Sso,
+    /// Elect one leader among replicas; None: this process always leads.
+    pub leader: Option<LeaderConfig>,
 }
 
 impl Config {
@@ -55,6 +59,7 @@ impl Config {
             session_key: None,
             dev_login: false,
             sso: Default::default(),
+            leader: None,
         }
     }
 }
@@ -77,6 +82,7 @@ pub struct Running {
     server: JoinHandle<()>,
     controller: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
+    election: Option<Election>,
 }
 
 impl Running {
@@ -88,6 +94,10 @@ impl Running {
         for t in self.background {
             t.abort();
         }
+        // Hand the lease over at once instead of making the others wait for it to expire.
+        if let Some(e) = self.election {
+            e.release().await;
+        }
     }
 
     /// Abrupt stop, as a crash or SIGKILL would leave things (for tests).
@@ -96,6 +106,9 @@ impl Running {
         self.controller.abort();
         for t in self.background {
             t.abort();
+        }
+        if let Some(e) = self.election {
+            e.abandon();
         }
     }
 
@@ -196,34 +209,22 @@ pub async fn start(
         proxy: Default::default(),
     };
 
-    let ctx = Arc::new(controller::Context {
-        client: client.clone(),
-        catalogue: catalogue.clone(),
-        metrics: metrics.clone(),
-    });
-    let mut rx = shutdown_rx.clone();
-    let controller = tokio::spawn(controller::run(ctx, async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }));
-
-    if let Some(schedule) = schedule {
-        let (client, catalogue, metrics, opts) = (
-            client.clone(),
-            catalogue.clone(),
-            metrics.clone(),
-            cfg.sweep.clone(),
-        );
-        background.push(tokio::spawn(async move {
-            for next in schedule.upcoming(chrono::Utc) {
-                let wait = (next - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
-                tokio::time::sleep(wait).await;
-                match sweeper::sweep(&client, &catalogue, &opts, &metrics).await {
-                    Ok(items) => tracing::debug!(actions = items.len(), "scheduled sweep done"),
-                    Err(e) => tracing::warn!(error = %e, "scheduled sweep could not list; will try at the next run"),
-                }
-            }
-        }));
-    }
+    // Every replica serves; only the leader runs the controller and the sweeps.
+    let election = match &cfg.leader {
+        Some(lc) => Some(Election::start(client.clone(), lc).await?),
+        None => None,
+    };
+    let work = LeaderWork {
+        ctx: Arc::new(controller::Context {
+            client: client.clone(),
+            catalogue: catalogue.clone(),
+            metrics: metrics.clone(),
+        }),
+        schedule,
+        sweep: cfg.sweep.clone(),
+    };
+    let is_leader = election.as_ref().map(|e| e.is_leader.clone());
+    let controller = tokio::spawn(supervise(work, is_leader, shutdown_rx.clone()));
 
     let router = web::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let mut rx = shutdown_rx;
@@ -246,7 +247,73 @@ pub async fn start(
         server,
         controller,
         background,
+        election,
     })
+}
+
+struct LeaderWork {
+    ctx: Arc<controller::Context>,
+    schedule: Option<cron::Schedule>,
+    sweep: SweepOptions,
+}
+
+/// Runs the controller and the sweep schedule while this replica leads (always, when
+/// there is no election), and stops them when it no longer does.
+async fn supervise(
+    work: LeaderWork,
+    is_leader: Option<watch::Receiver<bool>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // Without an election this replica always leads; the sender lives as long as we do.
+    let (_always, always_rx) = watch::channel(true);
+    let mut is_leader = is_leader.unwrap_or(always_rx);
+    let metrics = work.ctx.metrics.clone();
+    loop {
+        tokio::select! {
+            r = is_leader.wait_for(|l| *l) => if r.is_err() { return },
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        tracing::info!("leading: running the controller and the sweep schedule");
+        metrics.leader.set(1);
+        let (stop, stop_rx) = watch::channel(false);
+        let mut rx = stop_rx.clone();
+        let controller = tokio::spawn(controller::run(work.ctx.clone(), async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }));
+        let sweeps = work
+            .schedule
+            .clone()
+            .map(|s| tokio::spawn(sweep_loop(work.ctx.clone(), s, work.sweep.clone())));
+        tokio::select! {
+            _ = is_leader.wait_for(|l| !*l) => tracing::warn!("lost the leader lease: stopping the controller and the sweeps"),
+            _ = shutdown.wait_for(|s| *s) => {}
+        }
+        let _ = stop.send(true);
+        // In-flight reconciles finish; nothing new starts.
+        let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
+        if let Some(t) = sweeps {
+            t.abort();
+        }
+        metrics.leader.set(0);
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+async fn sweep_loop(ctx: Arc<controller::Context>, schedule: cron::Schedule, opts: SweepOptions) {
+    for next in schedule.upcoming(chrono::Utc) {
+        let wait = (next - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        tokio::time::sleep(wait).await;
+        match sweeper::sweep(&ctx.client, &ctx.catalogue, &opts, &ctx.metrics).await {
+            Ok(items) => tracing::debug!(actions = items.len(), "scheduled sweep done"),
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduled sweep could not list; will try at the next run")
+            }
+        }
+    }
 }
 
 /// Installs (or updates) the Demo CRD and waits until it is established.

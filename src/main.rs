@@ -91,6 +91,19 @@ enum Command {
             default_value = "/etc/showroom/users.yaml"
         )]
         users: PathBuf,
+        /// Run the controller and sweeps only on the replica holding the leader Lease.
+        /// Turn off only when exactly one replica runs.
+        #[arg(long, env = "SHOWROOM_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+        leader_election: bool,
+        /// Namespace of the leader Lease (showroom's own namespace).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "showroom")]
+        namespace: String,
+        /// Name of the leader Lease.
+        #[arg(long, env = "SHOWROOM_LEASE_NAME", default_value = "showroom-leader")]
+        lease_name: String,
+        /// Seconds a leader may go without renewing before another replica takes over.
+        #[arg(long, env = "SHOWROOM_LEASE_SECONDS", default_value_t = 15)]
+        lease_seconds: u64,
         #[command(flatten)]
         args: ServeArgs,
     },
@@ -216,6 +229,7 @@ fn config(listen: SocketAddr, a: &ServeArgs) -> anyhow::Result<Config> {
             trusted_proxies: a.trusted_proxies.clone(),
             admin_group: a.admin_group.clone(),
         },
+        leader: None,
     })
 }
 
@@ -287,6 +301,10 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Serve {
             listen,
             users,
+            leader_election,
+            namespace,
+            lease_name,
+            lease_seconds,
             args,
         } => {
             let catalogue = Arc::new(load_catalogue(&args.snapshots)?);
@@ -298,7 +316,28 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let client = kube::Client::try_default()
                 .await
                 .context("connecting to Kubernetes (KUBECONFIG or in-cluster)")?;
-            let running = app::start(client, catalogue, users, config(listen, &args)?).await?;
+            let mut cfg = config(listen, &args)?;
+            if leader_election {
+                if lease_seconds < 3 {
+                    bail!("--lease-seconds: use at least 3");
+                }
+                let identity = std::env::var("POD_NAME")
+                    .or_else(|_| std::env::var("HOSTNAME"))
+                    .unwrap_or_else(|_| {
+                        format!(
+                            "showroom-{}",
+                            &uuid::Uuid::new_v4().simple().to_string()[..8]
+                        )
+                    });
+                cfg.leader = Some(showroom::cluster::leader::LeaderConfig {
+                    namespace,
+                    lease_name,
+                    identity,
+                    duration_secs: lease_seconds,
+                    grace_secs: (lease_seconds / 3).max(1),
+                });
+            }
+            let running = app::start(client, catalogue, users, cfg).await?;
             shutdown_signal().await;
             tracing::info!("shutting down");
             running.stop().await;

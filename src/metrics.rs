@@ -19,6 +19,8 @@ pub struct Metrics {
     pub sweep_actions: Family<Labels, Counter>,
     pub lifecycle_actions: Family<Labels, Counter>,
     pub api_errors: Family<Labels, Counter>,
+    pub leader: Gauge,
+    pub share_link_visits: Counter,
 }
 
 impl Default for Metrics {
@@ -62,7 +64,21 @@ impl Default for Metrics {
             "JSON API error responses, by status code",
             api_errors.clone(),
         );
+        let leader = Gauge::default();
+        r.register(
+            "leader",
+            "1 while this replica runs the controller and the sweeps",
+            leader.clone(),
+        );
+        let share_link_visits = Counter::default();
+        r.register(
+            "share_link_visits",
+            "Share links opened by prospects",
+            share_link_visits.clone(),
+        );
         Metrics {
+            leader,
+            share_link_visits,
             registry: Mutex::new(r),
             demos,
             provisioning_seconds,

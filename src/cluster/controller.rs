@@ -129,7 +129,25 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
         .await?;
     }
 
-    let decision = decide(&lease::facts(&demo), &lease::policy(&demo, template), now());
+    let mut decision = decide(&lease::facts(&demo), &lease::policy(&demo, template), now());
+    let mut demo = demo;
+    if decision.action != LifecycleAction::Nothing {
+        // The cache may lag behind our own last write (or another replica's); decide
+        // again on a fresh read so that an action is never taken twice.
+        let Some(fresh) = Api::<Demo>::all(client.clone()).get_opt(&name).await? else {
+            return Ok(Action::await_change());
+        };
+        if fresh.metadata.deletion_timestamp.is_some() {
+            return Ok(Action::requeue(Duration::ZERO));
+        }
+        decision = decide(
+            &lease::facts(&fresh),
+            &lease::policy(&fresh, template),
+            now(),
+        );
+        demo = Arc::new(fresh);
+    }
+    let status = demo.status.clone().unwrap_or_default();
     match &decision.action {
         LifecycleAction::Nothing => {}
         LifecycleAction::Delete(reason) => {

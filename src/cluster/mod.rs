@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod controller;
 pub mod crd;
+pub mod leader;
 pub mod lease;
 pub mod provisioner;
 pub mod sleeper;

@@ -189,6 +189,7 @@ async fn open(
         return render(StatusCode::UNAUTHORIZED, &page);
     }
     s.activity.record_visit(&d.name_any(), &l.id);
+    s.metrics.share_link_visits.inc();
     if d.spec.desired_state == DesiredState::Sleeping
         && let Err(e) =
             patch_spec(&s.client, &d.name_any(), json!({"desiredState": "Running"})).await
