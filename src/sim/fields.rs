@@ -13,14 +13,15 @@ pub fn leaves(v: &Value) -> BTreeSet<Path> {
     let mut out = BTreeSet::new();
     walk(v, &mut vec![], &mut out);
     out.retain(|p| {
-        !matches!(
-            p.first().map(String::as_str),
-            Some("apiVersion") | Some("kind")
-        ) && !(p.first().map(String::as_str) == Some("metadata")
+        let first = p.first().map(String::as_str);
+        let second = p.get(1).map(String::as_str);
+        let identity = matches!(first, Some("apiVersion" | "kind"));
+        let server_meta = first == Some("metadata")
             && matches!(
-                p.get(1).map(String::as_str),
-                Some("name") | Some("namespace") | Some("managedFields") | Some("resourceVersion")
-            ))
+                second,
+                Some("name" | "namespace" | "managedFields" | "resourceVersion")
+            );
+        !identity && !server_meta
     });
     out
 }
