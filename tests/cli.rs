@@ -60,10 +60,10 @@ fn a_bad_template_names_the_file_and_the_field_and_serve_refuses_it() {
 fn the_crd_in_deploy_is_the_generated_one() {
     let (ok, out, _) = showroom(&["crd"]);
     assert!(ok);
-    let shipped = std::fs::read_to_string(format!("{ROOT}/deploy/crd.yaml")).unwrap();
+    let shipped = std::fs::read_to_string(format!("{ROOT}/deploy/base/crd.yaml")).unwrap();
     assert_eq!(
         out, shipped,
-        "deploy/crd.yaml is stale: run `cargo run -- crd > deploy/crd.yaml`"
+        "deploy/base/crd.yaml is stale: run `cargo run -- crd > deploy/base/crd.yaml`"
     );
     assert!(
         out.contains("shortNames:\n    - demo") && out.contains("name: Idle"),
@@ -93,4 +93,12 @@ fn help_explains_every_subcommand_and_flag() {
         "/nonexistent",
     ]);
     assert!(!ok, "{err}");
+}
+
+#[test]
+fn the_snapshots_configmap_in_deploy_is_generated_from_snapshots() {
+    let (ok, out, err) = showroom(&["templates", "configmap", &format!("{ROOT}/snapshots")]);
+    assert!(ok, "{err}");
+    let shipped = std::fs::read_to_string(format!("{ROOT}/deploy/base/snapshots.yaml")).unwrap();
+    assert_eq!(out, shipped, "deploy/base/snapshots.yaml is stale: run `cargo run -- templates configmap snapshots > deploy/base/snapshots.yaml`");
 }
