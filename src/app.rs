@@ -215,11 +215,11 @@ pub async fn start(
         None => None,
     };
     let work = LeaderWork {
-        ctx: Arc::new(controller::Context {
-            client: client.clone(),
-            catalogue: catalogue.clone(),
-            metrics: metrics.clone(),
-        }),
+        ctx: Arc::new(controller::Context::new(
+            client.clone(),
+            catalogue.clone(),
+            metrics.clone(),
+        )),
         schedule,
         sweep: cfg.sweep.clone(),
     };

@@ -100,5 +100,8 @@ fn the_snapshots_configmap_in_deploy_is_generated_from_snapshots() {
     let (ok, out, err) = showroom(&["templates", "configmap", &format!("{ROOT}/snapshots")]);
     assert!(ok, "{err}");
     let shipped = std::fs::read_to_string(format!("{ROOT}/deploy/base/snapshots.yaml")).unwrap();
-    assert_eq!(out, shipped, "deploy/base/snapshots.yaml is stale: run `cargo run -- templates configmap snapshots > deploy/base/snapshots.yaml`");
+    assert_eq!(
+        out, shipped,
+        "deploy/base/snapshots.yaml is stale: run `cargo run -- templates configmap snapshots > deploy/base/snapshots.yaml`"
+    );
 }

@@ -114,6 +114,25 @@ async fn whole_life_start_ready_sleep_wake_idle_delete() {
     assert_eq!(code, 202);
     alice.wait_phase(&name, Some("Sleeping"), T).await;
 
+    // Each transition is a Kubernetes Event on the Demo (kubectl describe demo).
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(tc.client.clone(), "default");
+    let reasons = eventually(T, "events recorded", || async {
+        let list = events.list(&ListParams::default()).await.unwrap();
+        let r: Vec<String> = list
+            .items
+            .iter()
+            .filter(|e| e.regarding.as_ref().and_then(|o| o.name.as_deref()) == Some(name.as_str()))
+            .filter_map(|e| e.reason.clone())
+            .collect();
+        ["Provisioning", "Ready", "Sleeping", "Waking"]
+            .iter()
+            .all(|x| r.iter().any(|y| y == x))
+            .then_some(r)
+    })
+    .await;
+    assert!(!reasons.is_empty());
+
     // Idle deletion: the demo and its namespace disappear.
     alice.wait_phase(&name, None, T).await;
     eventually(T, "namespace gone", || async {

@@ -15,9 +15,10 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,45 @@ pub struct Context {
     pub client: Client,
     pub catalogue: Arc<Catalogue>,
     pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+}
+
+impl Context {
+    pub fn new(client: Client, catalogue: Arc<Catalogue>, metrics: Arc<Metrics>) -> Self {
+        let reporter = Reporter {
+            controller: "showroom".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            catalogue,
+            metrics,
+        }
+    }
+
+    /// A Kubernetes Event on the Demo (`kubectl describe demo`). Best effort: an Event
+    /// that cannot be written never holds up the lifecycle.
+    fn event(&self, demo: &Demo, warning: bool, reason: &str, note: String) {
+        let recorder = self.recorder.clone();
+        let reference = demo.object_ref(&());
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                tracing::debug!(error = %e, "could not record an event");
+            }
+        });
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +158,15 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
             "message": "starting", "conditions": ready_condition("Provisioning", "starting"),
         }))
         .await?;
+        ctx.event(
+            &demo,
+            false,
+            "Provisioning",
+            format!(
+                "creating vcluster {name} from template {}",
+                demo.spec.template
+            ),
+        );
         return Ok(Action::requeue(Duration::ZERO));
     }
     if status.expires_at != Some(lease::expires_at(&demo)) {
@@ -152,6 +201,12 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
         LifecycleAction::Nothing => {}
         LifecycleAction::Delete(reason) => {
             tracing::info!(demo = %name, ?reason, "deleting demo");
+            ctx.event(
+                &demo,
+                false,
+                "Deleting",
+                format!("{} ({reason:?})", decision.action.kind()),
+            );
             ctx.metrics
                 .lifecycle_actions
                 .get_or_create(&label("action", decision.action.kind()))
@@ -161,6 +216,7 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
         }
         LifecycleAction::Fail(msg) => {
             tracing::warn!(demo = %name, %msg, "demo failed");
+            ctx.event(&demo, true, "Failed", msg.clone());
             ctx.metrics
                 .lifecycle_actions
                 .get_or_create(&label("action", "fail"))
@@ -170,6 +226,12 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
         }
         LifecycleAction::Sleep => {
             tracing::info!(demo = %name, "idle: putting demo to sleep");
+            ctx.event(
+                &demo,
+                false,
+                "Sleeping",
+                "idle past sleepAfterIdle: paused like `vcluster pause`".into(),
+            );
             ctx.metrics
                 .lifecycle_actions
                 .get_or_create(&label("action", "sleep"))
@@ -224,6 +286,7 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
                     Ok(requeue_at(decision.next, Some(POLL)))
                 }
                 Outcome::Failed(msg) => {
+                    ctx.event(&demo, true, "Failed", msg.clone());
                     patch_status(client, &name, json!({"progress": progress.steps})).await?;
                     ctx.metrics
                         .lifecycle_actions
@@ -242,6 +305,7 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
                     }))
                     .await?;
                     tracing::info!(demo = %name, seconds = took, "demo ready");
+                    ctx.event(&demo, false, "Ready", format!("ready after {took:.1}s"));
                     Ok(Action::requeue(Duration::ZERO))
                 }
             }
@@ -249,6 +313,7 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
         Phase::Ready => {
             if desired == DesiredState::Sleeping {
                 actions::sleep(client, &demo, "asleep").await?;
+                ctx.event(&demo, false, "Sleeping", "put to sleep on request".into());
                 return Ok(Action::requeue(POLL));
             }
             Ok(requeue_at(decision.next, None))
@@ -265,6 +330,12 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
                     }),
                 )
                 .await?;
+                ctx.event(
+                    &demo,
+                    false,
+                    "Waking",
+                    "resumed like `vcluster resume`".into(),
+                );
                 return Ok(Action::requeue(POLL));
             }
             // Keep the vcluster paused even if someone resumed it by hand.
@@ -342,5 +413,11 @@ async fn finish_deletion(demo: &Demo, ctx: &Context) -> Result<Action, Error> {
         .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
         .await?;
     tracing::info!(demo = %name, "demo deleted; namespace gone");
+    ctx.event(
+        demo,
+        false,
+        "Deleted",
+        "the demo's namespace is gone".into(),
+    );
     Ok(Action::await_change())
 }

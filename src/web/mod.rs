@@ -108,6 +108,21 @@ async fn count_errors(
     res
 }
 
+/// The span every request runs in: method, route template and request id. Never the
+/// URI itself, which can carry a share-link token.
+fn request_span(req: &Request<axum::body::Body>) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("(share-link host or unmatched)", |m| m.as_str());
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("request", method = %req.method(), route, request_id = id)
+}
+
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
     ApiError::new(
@@ -160,6 +175,12 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
+        // A request id for every request (kept if the ingress set one), echoed back.
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            tower_http::request_id::MakeRequestUuid,
         ))
         .with_state(state)
 }
