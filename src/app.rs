@@ -43,6 +43,10 @@ pub struct Config {
     pub sso: crate::web::Sso,
     /// Elect one leader among replicas; None: this process always leads.
     pub leader: Option<LeaderConfig>,
+    /// Announce a sleep or deletion this long before it happens.
+    pub notice_lead: chrono::Duration,
+    /// Where to post expiry notices (Slack-compatible); None: status and UI only.
+    pub notice_webhook: Option<String>,
 }
 
 impl Config {
@@ -60,6 +64,8 @@ impl Config {
             dev_login: false,
             sso: Default::default(),
             leader: None,
+            notice_lead: chrono::Duration::minutes(15),
+            notice_webhook: None,
         }
     }
 }
@@ -215,11 +221,19 @@ pub async fn start(
         None => None,
     };
     let work = LeaderWork {
-        ctx: Arc::new(controller::Context::new(
-            client.clone(),
-            catalogue.clone(),
-            metrics.clone(),
-        )),
+        ctx: Arc::new({
+            let mut ctx =
+                controller::Context::new(client.clone(), catalogue.clone(), metrics.clone());
+            ctx.notice_lead = cfg.notice_lead;
+            ctx.notifier = match &cfg.notice_webhook {
+                Some(url) => Some(Arc::new(crate::cluster::notifier::Notifier::new(
+                    url,
+                    metrics.clone(),
+                )?)),
+                None => None,
+            };
+            ctx
+        }),
         schedule,
         sweep: cfg.sweep.clone(),
     };

@@ -74,6 +74,12 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     trusted_proxies: Vec<std::net::IpAddr>,
+    /// Post expiry notices here (Slack-compatible incoming webhook URL).
+    #[arg(long, env = "SHOWROOM_NOTICE_WEBHOOK", hide_env_values = true)]
+    notice_webhook: Option<String>,
+    /// Announce a sleep or deletion this long before it happens.
+    #[arg(long, env = "SHOWROOM_NOTICE_LEAD", default_value = "15m", value_parser = parse_duration)]
+    notice_lead: chrono::Duration,
     /// Members of this SSO group are admins.
     #[arg(long, env = "SHOWROOM_ADMIN_GROUP", default_value = "showroom-admins")]
     admin_group: String,
@@ -274,6 +280,8 @@ fn config(listen: SocketAddr, a: &ServeArgs) -> anyhow::Result<Config> {
             admin_group: a.admin_group.clone(),
         },
         leader: None,
+        notice_lead: a.notice_lead,
+        notice_webhook: a.notice_webhook.clone(),
     })
 }
 

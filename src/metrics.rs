@@ -21,6 +21,7 @@ pub struct Metrics {
     pub api_errors: Family<Labels, Counter>,
     pub leader: Gauge,
     pub share_link_visits: Counter,
+    pub notices: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -76,7 +77,14 @@ impl Default for Metrics {
             "Share links opened by prospects",
             share_link_visits.clone(),
         );
+        let notices = Family::<Labels, Counter>::default();
+        r.register(
+            "notices",
+            "Expiry notices posted to the webhook, by result",
+            notices.clone(),
+        );
         Metrics {
+            notices,
             leader,
             share_link_visits,
             registry: Mutex::new(r),

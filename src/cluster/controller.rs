@@ -4,9 +4,10 @@
 use super::actions::{self, namespace_of, now, patch_status, ready_condition, vcluster_of};
 use super::crd::*;
 use super::lease;
+use super::notifier::Notifier;
 use super::provisioner::{self, Outcome, Progress};
 use super::sleeper;
-use crate::domain::lifecycle::{Action as LifecycleAction, Phase, decide};
+use crate::domain::lifecycle::{Action as LifecycleAction, Phase, decide, notice_due, upcoming};
 use crate::domain::template::Catalogue;
 use crate::metrics::{Metrics, label};
 use futures::StreamExt;
@@ -28,6 +29,9 @@ pub struct Context {
     pub catalogue: Arc<Catalogue>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// Expiry notices: how long before a sleep or deletion, and where to post them.
+    pub notice_lead: chrono::Duration,
+    pub notifier: Option<Arc<Notifier>>,
 }
 
 impl Context {
@@ -41,7 +45,53 @@ impl Context {
             client,
             catalogue,
             metrics,
+            notice_lead: chrono::Duration::minutes(15),
+            notifier: None,
         }
+    }
+
+    /// Announces the next sleep or deletion once it is within the lead time (status,
+    /// UI and webhook), and withdraws the notice when it no longer applies. Returns
+    /// when to look again for the next notice.
+    async fn announce(
+        &self,
+        demo: &Demo,
+        template: Option<&crate::domain::template::Template>,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, kube::Error> {
+        let facts = lease::facts(demo);
+        let next = upcoming(&facts, &lease::policy(demo, template));
+        let current = demo.status.as_ref().and_then(|s| s.notice.clone());
+        let announced = current.as_ref().map(|n| (n.kind, n.at));
+        let t = now();
+        if let Some((kind, at)) = next
+            && notice_due(next, announced, self.notice_lead, t)
+        {
+            let title = demo.spec.title.clone().unwrap_or_else(|| demo.name_any());
+            let message = format!(
+                "Demo \"{title}\" ({}, owner {}) will be {} at {} (in {}). Open it or extend it to keep it.",
+                demo.name_any(),
+                demo.spec.owner,
+                kind.describe(),
+                at.format("%H:%M UTC"),
+                crate::domain::duration::human(at - t)
+            );
+            patch_status(
+                &self.client,
+                &demo.name_any(),
+                json!({"notice": {"kind": kind, "at": at, "message": message}}),
+            )
+            .await?;
+            self.event(demo, false, "ExpiryNotice", message.clone());
+            if let Some(n) = &self.notifier {
+                n.send(message);
+            }
+            return Ok(None);
+        }
+        let still_ahead = next.is_some_and(|(_, at)| at - t <= self.notice_lead && at > t);
+        if current.is_some() && !still_ahead {
+            patch_status(&self.client, &demo.name_any(), json!({"notice": null})).await?;
+        }
+        Ok(next.map(|(_, at)| at - self.notice_lead).filter(|w| *w > t))
     }
 
     /// A Kubernetes Event on the Demo (`kubectl describe demo`). Best effort: an Event
@@ -241,6 +291,14 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
         }
     }
 
+    let notice_at = ctx.announce(&demo, template).await?;
+    let decision = crate::domain::lifecycle::Decision {
+        next: match (decision.next, notice_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+        ..decision
+    };
     let ns = namespace_of(&demo);
     let vc = vcluster_of(&demo);
     let desired = demo.spec.desired_state;

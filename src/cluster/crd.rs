@@ -75,6 +75,15 @@ pub struct ShareLinkSpec {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+#[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Notice {
+    pub kind: crate::domain::lifecycle::NoticeKind,
+    /// When it will happen unless someone uses or extends the demo.
+    pub at: DateTime<Utc>,
+    pub message: String,
+}
+
 #[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct LinkVisits {
@@ -119,6 +128,9 @@ pub struct DemoStatus {
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub conditions: Vec<DemoCondition>,
+    /// The announced next sleep or deletion, while it is within the notice lead time.
+    #[serde(default)]
+    pub notice: Option<Notice>,
     /// Visits per share link id, written coalesced with activity.
     #[serde(default)]
     pub share_link_visits: std::collections::BTreeMap<String, LinkVisits>,

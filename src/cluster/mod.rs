@@ -6,6 +6,7 @@ pub mod controller;
 pub mod crd;
 pub mod leader;
 pub mod lease;
+pub mod notifier;
 pub mod provisioner;
 pub mod sleeper;
 pub mod sweeper;

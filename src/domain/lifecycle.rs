@@ -175,6 +175,64 @@ pub fn decide(f: &Facts, p: &Policy, now: DateTime<Utc>) -> Decision {
     }
 }
 
+/// What will happen to a demo next if nobody touches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum NoticeKind {
+    Sleep,
+    DeleteIdle,
+    Expire,
+}
+
+impl NoticeKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            NoticeKind::Sleep => "put to sleep for being idle",
+            NoticeKind::DeleteIdle => "deleted for being idle",
+            NoticeKind::Expire => "deleted at the end of its lifetime",
+        }
+    }
+}
+
+/// The earliest sleep or deletion ahead, for expiry notices.
+pub fn upcoming(f: &Facts, p: &Policy) -> Option<(NoticeKind, DateTime<Utc>)> {
+    if f.deleting
+        || matches!(
+            f.phase,
+            Phase::Deleting | Phase::Pending | Phase::Provisioning
+        )
+    {
+        return None;
+    }
+    let mut ahead = vec![
+        (NoticeKind::Expire, f.expires_at),
+        (
+            NoticeKind::DeleteIdle,
+            f.last_activity + p.delete_after_idle,
+        ),
+    ];
+    if f.phase == Phase::Ready {
+        let idle_from = f
+            .ready_at
+            .map_or(f.last_activity, |r| r.max(f.last_activity));
+        ahead.push((NoticeKind::Sleep, idle_from + p.sleep_after_idle));
+    }
+    ahead.into_iter().min_by_key(|(_, at)| *at)
+}
+
+/// A notice is due when the next event is within `lead` and this exact event (kind
+/// and time) has not been announced yet.
+pub fn notice_due(
+    next: Option<(NoticeKind, DateTime<Utc>)>,
+    announced: Option<(NoticeKind, DateTime<Utc>)>,
+    lead: Duration,
+    now: DateTime<Utc>,
+) -> bool {
+    match next {
+        Some((kind, at)) => at - now <= lead && at > now && announced != Some((kind, at)),
+        None => false,
+    }
+}
+
 /// A request's lifetime overrides, checked against the template's limits.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Overrides {
@@ -375,6 +433,50 @@ mod tests {
     fn a_sleeping_demo_does_not_sleep_again() {
         let f = facts(Phase::Sleeping);
         assert_eq!(decide(&f, &policy(), t0() + m(100)).action, Action::Nothing);
+    }
+
+    #[test]
+    fn the_next_event_and_when_to_announce_it() {
+        let f = facts(Phase::Ready);
+        assert_eq!(
+            upcoming(&f, &policy()),
+            Some((NoticeKind::Sleep, t0() + m(30)))
+        );
+        let f = facts(Phase::Sleeping);
+        assert_eq!(
+            upcoming(&f, &policy()),
+            Some((NoticeKind::DeleteIdle, t0() + m(240)))
+        );
+        let mut f = facts(Phase::Sleeping);
+        f.expires_at = t0() + m(100);
+        assert_eq!(
+            upcoming(&f, &policy()),
+            Some((NoticeKind::Expire, t0() + m(100)))
+        );
+        assert_eq!(upcoming(&facts(Phase::Provisioning), &policy()), None);
+        let next = Some((NoticeKind::Sleep, t0() + m(30)));
+        assert!(
+            !notice_due(next, None, m(10), t0() + m(19)),
+            "not yet within the lead time"
+        );
+        assert!(notice_due(next, None, m(10), t0() + m(20)));
+        assert!(
+            !notice_due(next, next, m(10), t0() + m(25)),
+            "announced once"
+        );
+        assert!(
+            notice_due(
+                Some((NoticeKind::Sleep, t0() + m(40))),
+                next,
+                m(10),
+                t0() + m(35)
+            ),
+            "a new deadline gets its own notice"
+        );
+        assert!(
+            !notice_due(next, None, m(10), t0() + m(31)),
+            "past events are not announced"
+        );
     }
 
     fn lifecycle() -> Lifecycle {

@@ -42,6 +42,8 @@ pub struct DemoView {
     pub expires_at: DateTime<Utc>,
     pub lifecycle: DemoLifecycle,
     pub share_links: Vec<super::links::LinkView>,
+    /// The announced next sleep or deletion, when it is near.
+    pub notice: Option<crate::cluster::crd::Notice>,
 }
 
 impl DemoView {
@@ -68,6 +70,7 @@ impl DemoView {
             expires_at: lease::expires_at(d),
             lifecycle: d.spec.lifecycle.clone(),
             share_links: super::links::views(d, s),
+            notice: d.status.as_ref().and_then(|st| st.notice.clone()),
         }
     }
 }

@@ -376,6 +376,8 @@ pub struct DemoRow {
     pub can_extend: bool,
     pub can_share: bool,
     pub failed_retry: bool,
+    /// The expiry notice, if one is out.
+    pub notice: Option<String>,
 }
 
 fn until(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
@@ -439,6 +441,7 @@ impl DemoRow {
             can_extend: !gone,
             can_share: !gone,
             failed_retry: phase == Phase::Failed,
+            notice: st.notice.map(|n| n.message),
         }
     }
 }
