@@ -166,6 +166,8 @@ enum TemplatesCommand {
 
 #[derive(Subcommand)]
 enum UsersCommand {
+    /// Read a password on standard input and print its Argon2 hash (passwordArgon2).
+    HashPassword,
     /// Print a new random token and the users.yaml entry holding its hash.
     NewToken {
         name: String,
@@ -332,6 +334,20 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         } => {
             load_catalogue(&dir)?;
             print!("{}", snapshots_configmap(&dir)?);
+            Ok(())
+        }
+        Command::Users {
+            command: UsersCommand::HashPassword,
+        } => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.len() < 8 {
+                bail!("the password must have at least 8 characters");
+            }
+            println!("{}", showroom::domain::share::hash_secret(password));
             Ok(())
         }
         Command::Users {

@@ -590,3 +590,190 @@ async fn share_links_api_landing_passcode_proxy_and_rate_limit() {
     assert_eq!(last, 429);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn sso_headers_are_trusted_only_from_the_configured_proxy() {
+    let tc = TestCluster::start_with(SimOptions {
+        boot_delay: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    // Trusted: 127.0.0.2 only; the test connects from 127.0.0.1.
+    let mut cfg = test_config();
+    cfg.sso = showroom::web::Sso {
+        trusted_proxies: vec!["127.0.0.2".parse().unwrap()],
+        admin_group: "admins".into(),
+    };
+    let app = start_showroom(&tc, cfg).await;
+    let base = format!("http://{}", app.addr);
+    let sso = |groups: &'static str| {
+        let url = format!("{base}/");
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(
+                url.trim_start_matches("http://").trim_end_matches('/'),
+            )
+            .await
+            .unwrap();
+            let req = format!(
+                "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-Email: dana@example.com\r\nX-Forwarded-Groups: {groups}\r\n\r\n"
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        }
+    };
+    let out = sso("admins").await;
+    assert!(
+        out.starts_with("HTTP/1.1 303"),
+        "headers from an untrusted peer are ignored: {out}"
+    );
+    app.stop().await;
+
+    let mut cfg = test_config();
+    cfg.sso = showroom::web::Sso {
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        admin_group: "admins".into(),
+    };
+    let app = start_showroom(&tc, cfg).await;
+    let base = format!("http://{}", app.addr);
+    let (code, _, body) = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let req = "GET /demos HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-Email: dana@example.com\r\nX-Forwarded-Groups: staff,admins\r\n\r\n";
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let code: u16 = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (code, (), out)
+    };
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("dana@example.com") && body.contains("All demos"),
+        "an admin through SSO: {body}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn password_sign_in_sets_a_session() {
+    let tc = TestCluster::start_with(SimOptions {
+        boot_delay: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let users =
+        showroom::domain::users::Users::from_entries(vec![showroom::domain::users::UserEntry {
+            name: "erin".into(),
+            role: showroom::domain::users::Role::Sales,
+            token_sha256: vec![],
+            max_demos: None,
+            password_argon2: Some(showroom::domain::share::hash_secret("a long passphrase")),
+        }])
+        .unwrap();
+    let app = start_showroom_with_users(&tc, test_config(), std::sync::Arc::new(users)).await;
+    let base = format!("http://{}", app.addr);
+    let (code, _, _) = raw(
+        "POST",
+        &format!("{base}/login"),
+        None,
+        None,
+        Some("user=erin&password=nope"),
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 401);
+    let (code, head, _) = raw(
+        "POST",
+        &format!("{base}/login"),
+        None,
+        None,
+        Some("user=erin&password=a+long+passphrase"),
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 303, "{head}");
+    let session = set_cookie(&head, "showroom_session").unwrap();
+    let (code, _, body) = raw(
+        "GET",
+        &format!("{base}/"),
+        None,
+        Some(&session),
+        None,
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(body.contains("erin") && body.contains("Start demo"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn upgrades_such_as_websockets_pass_through_the_link_proxy() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tc = TestCluster::start_with(SimOptions {
+        boot_delay: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let app = start_showroom_with_users(&tc, test_config(), dev_users()).await;
+    let api = Client::new(&app, SALES);
+    let name = api.start(r#"{"template": "shop"}"#).await["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.wait_phase(&name, Some("Ready"), T).await;
+    let (_, link) = api
+        .post(&format!("/api/v1/demos/{name}/share-links"), "{}")
+        .await;
+    let token = link["url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let host = format!(
+        "{}.localhost:{}",
+        link["id"].as_str().unwrap(),
+        app.addr.port()
+    );
+    eventually(T, "the link is in the cache", || async {
+        (raw(
+            "GET",
+            &format!("http://{}/", app.addr),
+            Some(&host),
+            Some(&format!("showroom_link={token}")),
+            None,
+            "text/html",
+        )
+        .await
+        .0 == 200)
+            .then_some(())
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let req = format!(
+        "GET /socket HTTP/1.1\r\nHost: {host}\r\nCookie: showroom_link={token}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s.write_all(b"ping through the proxy").await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 22 {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "connection closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(&got, b"ping through the proxy");
+    app.stop().await;
+}

@@ -182,6 +182,23 @@ mod tests {
     }
 
     #[test]
+    fn passwords_sign_in_and_unknown_users_cost_the_same_work() {
+        let hash = super::super::share::hash_secret("correct horse");
+        let text = format!(
+            "users:\n- name: alice\n  role: admin\n  tokenSha256: []\n  passwordArgon2: \"{hash}\"\n"
+        );
+        let users = Users::parse("u.yaml", &text).unwrap();
+        assert_eq!(
+            users.login("alice", "correct horse").map(|u| u.role),
+            Some(Role::Admin)
+        );
+        assert!(users.login("alice", "wrong").is_none());
+        assert!(users.login("mallory", "correct horse").is_none());
+        // The dummy hash parses, so an unknown user runs a real verification.
+        assert!(argon2::password_hash::PasswordHash::new(DUMMY_HASH).is_ok());
+    }
+
+    #[test]
     fn bad_files_name_the_field() {
         let e = Users::parse(
             "u.yaml",
