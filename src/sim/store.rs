@@ -428,6 +428,20 @@ impl Store {
         }
     }
 
+    /// The stored object, or NotFound.
+    fn current(
+        st: &State,
+        rt: &ResourceType,
+        ns_key: &str,
+        name: &str,
+    ) -> Result<Arc<Value>, ApiError> {
+        st.objects
+            .get(&rt.key())
+            .and_then(|m| m.get(&(ns_key.to_string(), name.to_string())))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(rt, name))
+    }
+
     fn namespace_state(st: &State, ns: &str) -> Option<Arc<Value>> {
         st.objects
             .get(&(String::new(), "v1".into(), "namespaces".into()))
@@ -576,12 +590,7 @@ impl Store {
     ) -> Result<Arc<Value>, ApiError> {
         let mut st = self.lock();
         let ns_key = if rt.namespaced { ns } else { "" };
-        let current = st
-            .objects
-            .get(&rt.key())
-            .and_then(|m| m.get(&(ns_key.to_string(), name.to_string())))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(rt, name))?;
+        let current = Self::current(&st, rt, ns_key, name)?;
         let wanted = change(&current)?;
         if !wanted.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
@@ -714,12 +723,7 @@ impl Store {
     ) -> Result<Arc<Value>, ApiError> {
         let mut st = self.lock();
         let ns_key = if rt.namespaced { ns } else { "" };
-        let current = st
-            .objects
-            .get(&rt.key())
-            .and_then(|m| m.get(&(ns_key.to_string(), name.to_string())))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(rt, name))?;
+        let current = Self::current(&st, rt, ns_key, name)?;
         if let Some(uid) = precondition_uid
             && Some(&uid) != meta(&current, "uid").as_ref()
         {

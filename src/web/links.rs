@@ -185,6 +185,9 @@ pub async fn revoke(s: &AppState, demo: &Demo, id: &str) -> Result<(), ApiError>
 /// Finds the demo and link for a token. Every outcome does the same work (hash once,
 /// scan every link), so unknown, revoked and expired links are not told apart by timing.
 pub fn lookup(s: &AppState, token: &str) -> Result<(Demo, ShareLinkSpec), Inactive> {
+    if !share::looks_like_token(token) {
+        return Err(Inactive::Unknown);
+    }
     let hash = share::hash_token(token);
     let now = Utc::now();
     let mut found = None;

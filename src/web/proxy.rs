@@ -10,7 +10,7 @@ use super::ui::{self, render};
 use crate::cluster::actions::{namespace_of, patch_spec, vcluster_of};
 use crate::cluster::crd::{Demo, DesiredState};
 use crate::domain::lifecycle::Phase;
-use crate::domain::share::{self, Inactive};
+use crate::domain::share::Inactive;
 use crate::sim::agent::ADDRESS_ANNOTATION;
 use askama::Template;
 use axum::body::Body;
@@ -165,6 +165,12 @@ async fn handle(s: AppState, link_id: String, req: Request) -> Response {
         }
         inactive(why, OWN)
     };
+    // A token opens only the host of its own link.
+    let for_this_host = |token: &str| match links::lookup(&s, token) {
+        Ok(x) if x.1.id == link_id => Ok(x),
+        Ok(_) => Err(Inactive::Unknown),
+        Err(why) => Err(why),
+    };
     // Entering: the link's token moves from the URL into a cookie of this host only.
     if path == "/_showroom/enter" {
         let q: HashMap<String, String> =
@@ -172,13 +178,8 @@ async fn handle(s: AppState, link_id: String, req: Request) -> Response {
                 .into_owned()
                 .collect();
         let token = q.get("token").cloned().unwrap_or_default();
-        let (d, l) = match if share::looks_like_token(&token) {
-            links::lookup(&s, &token)
-        } else {
-            Err(Inactive::Unknown)
-        } {
-            Ok(x) if x.1.id == link_id => x,
-            Ok(_) => return fail(Inactive::Unknown),
+        let d = match for_this_host(&token) {
+            Ok((d, _)) => d,
             Err(why) => return fail(why),
         };
         let start = s
@@ -188,7 +189,6 @@ async fn handle(s: AppState, link_id: String, req: Request) -> Response {
         let mut r = Redirect::to(&start).into_response();
         r.headers_mut()
             .insert(header::SET_COOKIE, link_cookie(&s, &token));
-        let _ = l;
         return r;
     }
     let cookies = req
@@ -199,13 +199,8 @@ async fn handle(s: AppState, link_id: String, req: Request) -> Response {
     let token = super::session::cookie(cookies, LINK_COOKIE)
         .unwrap_or("")
         .to_string();
-    let (d, l) = match if share::looks_like_token(&token) {
-        links::lookup(&s, &token)
-    } else {
-        Err(Inactive::Unknown)
-    } {
-        Ok(x) if x.1.id == link_id => x,
-        Ok(_) => return fail(Inactive::Unknown),
+    let d = match for_this_host(&token) {
+        Ok((d, _)) => d,
         Err(why) => return fail(why),
     };
     let phase = if d.metadata.deletion_timestamp.is_some() {
@@ -252,7 +247,6 @@ async fn handle(s: AppState, link_id: String, req: Request) -> Response {
                     tracing::warn!(demo = %d.name_any(), error = %e, "could not wake demo from its link");
                 }
             }
-            let _ = l;
             if !wants_html(req.headers()) {
                 let mut r = (
                     StatusCode::SERVICE_UNAVAILABLE,

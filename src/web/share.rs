@@ -112,11 +112,7 @@ async fn landing(
     if s.share_guard.blocked(ip) {
         return too_many("");
     }
-    let found = if share::looks_like_token(&token) {
-        links::lookup(&s, &token)
-    } else {
-        Err(Inactive::Unknown)
-    };
+    let found = links::lookup(&s, &token);
     match found {
         Ok((d, l)) => {
             let title = d
@@ -158,11 +154,7 @@ async fn open(
     if s.share_guard.blocked(ip) {
         return too_many("");
     }
-    let found = if share::looks_like_token(&token) {
-        links::lookup(&s, &token)
-    } else {
-        Err(Inactive::Unknown)
-    };
+    let found = links::lookup(&s, &token);
     let (d, l) = match found {
         Ok(x) => x,
         Err(why) => {

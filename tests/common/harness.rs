@@ -74,17 +74,7 @@ pub fn test_config() -> Config {
 }
 
 pub async fn start_showroom(tc: &TestCluster, cfg: Config) -> Running {
-    app::install_crd(&tc.client).await.unwrap();
-    let running = app::start(tc.client.clone(), test_catalogue(), test_users(), cfg)
-        .await
-        .unwrap();
-    let url = format!("http://{}/readyz", running.addr);
-    super::eventually(Duration::from_secs(10), "showroom ready", || {
-        let url = url.clone();
-        async move { (http("GET", &url, None, None).await.0 == 200).then_some(()) }
-    })
-    .await;
-    running
+    start_showroom_with_users(tc, cfg, test_users()).await
 }
 
 /// A minimal HTTP/1.1 client: enough for JSON requests against the API.
