@@ -437,7 +437,7 @@ fn patch(
                     conflicts.len(),
                     conflicts.join(", ")
                 );
-                return Err(ApiError::new(409, "Conflict", msg).with_details_pub(&t.rt, name));
+                return Err(ApiError::new(409, "Conflict", msg).with_details(&t.rt, name));
             }
             let mut d = apply(cur)?;
             super::fields::record(Some(cur), &mut d, Some(&patch), &manager, &av);

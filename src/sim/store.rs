@@ -54,12 +54,9 @@ impl ApiError {
             details: Value::Null,
         }
     }
-    fn with_details(mut self, rt: &ResourceType, name: &str) -> Self {
+    pub fn with_details(mut self, rt: &ResourceType, name: &str) -> Self {
         self.details = json!({"name": name, "group": rt.group, "kind": rt.plural});
         self
-    }
-    pub fn with_details_pub(self, rt: &ResourceType, name: &str) -> Self {
-        self.with_details(rt, name)
     }
     pub fn not_found(rt: &ResourceType, name: &str) -> Self {
         Self::new(

@@ -15,9 +15,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -451,8 +451,3 @@ pub async fn templates(State(s): State<AppState>, Caller(_): Caller) -> Json<ser
         .collect();
     Json(json!({"templates": list}))
 }
-
-// Keeps `Resource` in scope for `Demo::new`.
-const _: fn() = || {
-    let _ = Demo::kind(&());
-};
