@@ -777,3 +777,49 @@ async fn upgrades_such_as_websockets_pass_through_the_link_proxy() {
     assert_eq!(&got, b"ping through the proxy");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_start_says_what_failed_and_offers_retry_and_delete() {
+    let tc = TestCluster::start_with(SimOptions {
+        boot_delay: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let app = start_showroom_with_users(&tc, test_config(), dev_users()).await;
+    let base = format!("http://{}", app.addr);
+    let api = Client::new(&app, SALES);
+    let name = api.start(r#"{"template": "broken"}"#).await["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.wait_phase(&name, Some("Failed"), T).await;
+    let (_, head, _) = raw(
+        "GET",
+        &format!("{base}/dev/login/sales"),
+        None,
+        None,
+        None,
+        "text/html",
+    )
+    .await;
+    let session = set_cookie(&head, "showroom_session").unwrap();
+    let (code, _, body) = raw(
+        "GET",
+        &format!("{base}/demos/{name}"),
+        None,
+        Some(&session),
+        None,
+        "text/html",
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("id=\"failed\"") && body.contains("restore job failed"),
+        "{body}"
+    );
+    assert!(
+        body.contains("id=\"retry\"") && body.contains("/delete"),
+        "{body}"
+    );
+    app.stop().await;
+}
