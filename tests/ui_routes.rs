@@ -230,17 +230,32 @@ async fn signed_in_sales_flow_over_http() {
     .await;
     assert_eq!(code, 422);
     assert!(body.contains("unknown template"), "{body}");
-    // Start for real.
+    // Start for real; a double click (the same form twice) starts one demo.
+    let form = format!("csrf={csrf}&template=shop&title=ACME&key=form-1");
     let (code, head, _) = raw(
         "POST",
         &format!("{base}/demos"),
         None,
         Some(&session),
-        Some(&format!("csrf={csrf}&template=shop&title=ACME")),
+        Some(&form),
         "text/html",
     )
     .await;
     assert_eq!(code, 303);
+    let (code2, head2, _) = raw(
+        "POST",
+        &format!("{base}/demos"),
+        None,
+        Some(&session),
+        Some(&form),
+        "text/html",
+    )
+    .await;
+    assert_eq!(
+        (code2, location(&head2)),
+        (303, location(&head)),
+        "one demo for a double click"
+    );
     let page = location(&head);
     let name = page.rsplit('/').next().unwrap().to_string();
     api.wait_phase(&name, Some("Ready"), T).await;

@@ -319,6 +319,8 @@ async fn logout(
 }
 
 struct TemplateCard {
+    /// A fresh idempotency key per rendered form: a double click starts one demo.
+    key: String,
     name: String,
     display_name: String,
     description: String,
@@ -340,6 +342,7 @@ async fn catalogue(State(s): State<AppState>, u: UiUser) -> Response {
         .templates
         .values()
         .map(|t| TemplateCard {
+            key: uuid::Uuid::new_v4().simple().to_string(),
             name: t.name.clone(),
             display_name: t.display_name.clone(),
             description: t.description.clone(),
@@ -479,6 +482,8 @@ struct StartForm {
     template: String,
     #[serde(default)]
     title: String,
+    #[serde(default)]
+    key: String,
 }
 
 async fn start(
@@ -493,7 +498,8 @@ async fn start(
         title: (!title.is_empty()).then(|| title.to_string()),
         ..Default::default()
     };
-    let d = demos::start_demo(&s, &u.user, &req, None).await?;
+    let key = (!f.key.is_empty()).then_some(f.key.as_str());
+    let d = demos::start_demo(&s, &u.user, &req, key).await?;
     Ok(Redirect::to(&format!("/demos/{}", d.name_any())).into_response())
 }
 
