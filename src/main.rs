@@ -366,7 +366,12 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 max_demos: None,
                 password_argon2: None,
             };
-            println!("# token (give it to the user; it is not stored): {token}");
+            // The token goes to the terminal only; stdout (the entry) can be appended to
+            // users.yaml without it.
+            eprintln!(
+                "token for {} (give it to them; it is not stored anywhere): {token}",
+                entry.name
+            );
             print!(
                 "{}",
                 serde_saphyr::to_string(&vec![entry]).context("rendering the entry")?

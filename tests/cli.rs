@@ -105,3 +105,17 @@ fn the_snapshots_configmap_in_deploy_is_generated_from_snapshots() {
         "deploy/base/snapshots.yaml is stale: run `cargo run -- templates configmap snapshots > deploy/base/snapshots.yaml`"
     );
 }
+
+#[test]
+fn new_token_keeps_the_token_out_of_the_entry() {
+    let (ok, out, err) = showroom(&["users", "new-token", "alice", "--role", "admin"]);
+    assert!(ok, "{err}");
+    let token = err.trim().rsplit(' ').next().unwrap();
+    assert!(
+        token.starts_with("sr_") && !out.contains(token),
+        "stdout: {out}"
+    );
+    let file = format!("users:\n{out}");
+    let users = showroom::domain::users::Users::parse("users.yaml", &file).unwrap();
+    assert!(users.authenticate(token).is_some_and(|u| u.is_admin()));
+}
