@@ -120,3 +120,64 @@ async fn the_other_replica_takes_over_and_nothing_is_done_twice() {
     );
     survivor.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_per_user_limit_holds_across_replicas() {
+    let tc = TestCluster::start_with(SimOptions {
+        boot_delay: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    if !tc.is_sim() {
+        return;
+    }
+    let a = start_showroom(&tc, leader_cfg("replica-a")).await;
+    let b = start_showroom(&tc, leader_cfg("replica-b")).await;
+    // 20 simultaneous starts by bob (limit 3), alternating between the two replicas.
+    let urls = [
+        format!("http://{}/api/v1/demos", a.addr),
+        format!("http://{}/api/v1/demos", b.addr),
+    ];
+    let starts: Vec<_> = (0..20)
+        .map(|i| {
+            let url = urls[i % 2].clone();
+            tokio::spawn(async move {
+                http("POST", &url, Some(OTHER), Some(r#"{"template": "shop"}"#))
+                    .await
+                    .0
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for s in starts {
+        let code = s.await.unwrap();
+        assert!(code == 202 || code == 429, "{code}");
+        accepted += (code == 202) as usize;
+    }
+    assert!((1..=3).contains(&accepted), "{accepted} starts accepted");
+    eprintln!("accepted {accepted} of 20 starts spread over two replicas (limit 3)");
+    let demos: Api<showroom::cluster::crd::Demo> = Api::all(tc.client.clone());
+    let alive = eventually(T, "over-limit demos removed", || async {
+        let list = demos.list(&ListParams::default()).await.unwrap();
+        let alive: Vec<_> = list
+            .items
+            .iter()
+            .filter(|d| d.spec.owner == "bob" && d.metadata.deletion_timestamp.is_none())
+            .cloned()
+            .collect();
+        let deleting = list
+            .items
+            .iter()
+            .any(|d| d.metadata.deletion_timestamp.is_some());
+        (!deleting).then_some(alive)
+    })
+    .await;
+    assert_eq!(
+        alive.len(),
+        accepted,
+        "every accepted start is a live demo, every refused one is gone"
+    );
+    assert!(alive.len() <= 3);
+    a.stop().await;
+    b.stop().await;
+}

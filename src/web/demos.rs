@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -118,6 +118,14 @@ fn parse_opt(field: &str, v: &Option<String>) -> Result<Option<chrono::Duration>
     v.as_deref()
         .map(|t| duration::parse(t).map_err(|e| ApiError::bad_request(format!("{field}: {e}"))))
         .transpose()
+}
+
+/// Labels a Demo with a hash of its owner (owner names may hold characters a label
+/// value cannot), so that the owner's demos can be listed at the API server.
+pub const OWNER_LABEL: &str = "showroom.dev/owner-hash";
+
+fn owner_label(owner: &str) -> String {
+    hex::encode(Sha256::digest(owner.as_bytes()))[..20].to_string()
 }
 
 /// A demo's name: random, or derived from (owner, Idempotency-Key) so that a retried
@@ -238,7 +246,7 @@ pub async fn start_demo(
             mine.len()
         )));
     }
-    let demo = Demo::new(
+    let mut demo = Demo::new(
         &name,
         DemoSpec {
             template: template.name.clone(),
@@ -258,12 +266,38 @@ pub async fn start_demo(
             share_links: vec![],
         },
     );
+    let owner = owner_label(&user.name);
+    demo.metadata.labels = Some([(OWNER_LABEL.to_string(), owner.clone())].into());
     let created = match api.create(&PostParams::default(), &demo).await {
         Ok(d) => d,
-        Err(e) if crate::k8s::is_already_exists(&e) && key.is_some() => api.get(&name).await?,
+        Err(e) if crate::k8s::is_already_exists(&e) && key.is_some() => {
+            return Ok(api.get(&name).await?);
+        }
         Err(e) => return Err(e.into()),
     };
     recent.push(((user.name.clone(), name.clone()), std::time::Instant::now()));
+    // Other replicas may have admitted starts at the same moment: count again at the API
+    // server, which sees every create. Whoever counts more than the limit withdraws its
+    // own demo, so a burst spread over replicas never ends above the limit (it may end
+    // below it, and the user simply starts again).
+    let theirs = api
+        .list(&ListParams::default().labels(&format!("{OWNER_LABEL}={owner}")))
+        .await?;
+    let active = theirs
+        .items
+        .iter()
+        .filter(|d| {
+            d.metadata.deletion_timestamp.is_none()
+                && d.phase().is_active()
+                && d.spec.owner == user.name
+        })
+        .count();
+    if active > limit {
+        request_delete(&s.client, &name).await?;
+        return Err(ApiError::too_many(format!(
+            "you already have {limit} active demos (limit {limit}); delete one first"
+        )));
+    }
     tracing::info!(demo = %name, owner = %user.name, template = %template.name, "demo requested");
     Ok(created)
 }
