@@ -46,14 +46,18 @@ quota: {{pods: "20"}}
     Arc::new(cat)
 }
 
-pub fn test_users() -> Arc<Users> {
-    let e = |name: &str, role, token: &str| UserEntry {
+/// A user who signs in with a bearer token.
+fn e(name: &str, role: Role, token: &str) -> UserEntry {
+    UserEntry {
         name: name.into(),
         role,
         token_sha256: vec![hash_token(token)],
         max_demos: None,
         password_argon2: None,
-    };
+    }
+}
+
+pub fn test_users() -> Arc<Users> {
     Arc::new(
         Users::from_entries(vec![
             e("alice", Role::Sales, SALES),
@@ -202,13 +206,6 @@ impl Client {
 
 /// The users `showroom dev` has: `sales` (token SALES) and `admin` (token ADMIN).
 pub fn dev_users() -> Arc<Users> {
-    let e = |name: &str, role, token: &str| UserEntry {
-        name: name.into(),
-        role,
-        token_sha256: vec![hash_token(token)],
-        max_demos: None,
-        password_argon2: None,
-    };
     Arc::new(
         Users::from_entries(vec![
             e("sales", Role::Sales, SALES),
