@@ -93,10 +93,20 @@ pub fn too_many(assets: &str) -> Response {
 #[template(path = "share_landing.html")]
 struct Landing<'a> {
     title: &'a str,
+    /// The template's name and description, so a prospect knows what they will see.
+    about: String,
     token: &'a str,
     passcode: bool,
     sleeping: bool,
     error: Option<&'a str>,
+}
+
+fn about(s: &AppState, d: &crate::cluster::crd::Demo) -> String {
+    s.catalogue
+        .get(&d.spec.template)
+        .map_or(String::new(), |t| {
+            format!("{}: {}", t.display_name, t.description)
+        })
 }
 
 fn peer(ci: &ConnectInfo<SocketAddr>) -> IpAddr {
@@ -124,6 +134,7 @@ async fn landing(
             render(
                 StatusCode::OK,
                 &Landing {
+                    about: about(&s, &d),
                     title: &title,
                     token: &token,
                     passcode: l.passcode_hash.is_some(),
@@ -172,6 +183,7 @@ async fn open(
     {
         s.share_guard.failed(ip);
         let page = Landing {
+            about: about(&s, &d),
             title: &title,
             token: &token,
             passcode: true,
