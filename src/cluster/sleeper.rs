@@ -71,11 +71,6 @@ pub async fn resume(client: &Client, ns: &str, name: &str) -> Result<(), kube::E
 
 /// Running with every wanted replica ready.
 pub fn is_ready(sts: &StatefulSet) -> bool {
-    let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let ready = sts
-        .status
-        .as_ref()
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0);
+    let (want, ready) = crate::k8s::replicas(sts);
     want > 0 && ready >= want
 }

@@ -268,12 +268,7 @@ impl Agent {
         let ns = sts.namespace().unwrap_or_default();
         let name = sts.name_any();
         let key = (ns.clone(), name.clone());
-        let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let ready = sts
-            .status
-            .as_ref()
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0);
+        let (want, ready) = crate::k8s::replicas(sts);
         let sets: Api<StatefulSet> = Api::namespaced(self.client.clone(), &ns);
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         if sts.metadata.deletion_timestamp.is_some() {
