@@ -167,6 +167,17 @@ async fn orphans_are_deleted_only_when_every_check_passes() {
     app.stop().await;
 }
 
+/// One sweep pass, which must have planned `action` for demo `name`.
+async fn sweep_expecting(tc: &TestCluster, opts: &SweepOptions, name: &str, action: &str) {
+    let items = sweeper::sweep(&tc.client, &test_catalogue(), opts, &Metrics::default())
+        .await
+        .unwrap();
+    assert!(
+        items.iter().any(|i| i.name == name && i.action == action),
+        "expected {action} for {name}: {items:?}"
+    );
+}
+
 #[tokio::test]
 async fn the_sweep_applies_the_lifecycle_when_the_controller_is_down() {
     let tc = TestCluster::start_with(SimOptions {
@@ -189,45 +200,22 @@ async fn the_sweep_applies_the_lifecycle_when_the_controller_is_down() {
         orphan_grace: chrono::Duration::minutes(10),
         stuck_after: chrono::Duration::zero(),
     };
-    let cat = test_catalogue();
     let phase = |d: Demo| {
         d.status
             .and_then(|s| s.phase)
             .map(|p| p.as_str().to_string())
     };
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let items = sweeper::sweep(&tc.client, &cat, &opts, &Metrics::default())
-        .await
-        .unwrap();
-    assert!(
-        items.iter().any(|i| i.name == name && i.action == "sleep"),
-        "{items:?}"
-    );
+    sweep_expecting(&tc, &opts, &name, "sleep").await;
     assert_eq!(
         phase(demos.get(&name).await.unwrap()).as_deref(),
         Some("Sleeping")
     );
     tokio::time::sleep(Duration::from_millis(3000)).await;
-    let items = sweeper::sweep(&tc.client, &cat, &opts, &Metrics::default())
-        .await
-        .unwrap();
-    assert!(
-        items
-            .iter()
-            .any(|i| i.name == name && i.action == "delete-idle"),
-        "{items:?}"
-    );
+    sweep_expecting(&tc, &opts, &name, "delete-idle").await;
     // Without a controller the finalizer holds the Demo; the next sweep retries the
     // namespace deletion, and a restarted showroom releases the Demo.
-    let items = sweeper::sweep(&tc.client, &cat, &opts, &Metrics::default())
-        .await
-        .unwrap();
-    assert!(
-        items
-            .iter()
-            .any(|i| i.name == name && i.action == "retry-delete"),
-        "{items:?}"
-    );
+    sweep_expecting(&tc, &opts, &name, "retry-delete").await;
     let app = start_showroom(&tc, test_config()).await;
     Client::new(&app, ADMIN).wait_phase(&name, None, T).await;
     assert!(!exists(&tc, &name).await);
