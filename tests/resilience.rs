@@ -99,6 +99,17 @@ async fn every_demo_converges_under_injected_faults() {
         );
         sim.drop_watches();
     }
+    // A start that answered with an error created nothing: exactly the demos we know.
+    let all = Api::<showroom::cluster::crd::Demo>::all(tc.client.clone());
+    let listed = eventually(T, "list demos through the faults", || async {
+        all.list(&ListParams::default()).await.ok()
+    })
+    .await;
+    let mut seen: Vec<String> = listed.items.iter().map(|d| d.name_any()).collect();
+    seen.sort();
+    let mut want = names.clone();
+    want.sort();
+    assert_eq!(seen, want, "no demo was created behind an error answer");
     for n in &names {
         carol.wait_phase(n, Some("Ready"), T).await;
         sim.drop_watches();
@@ -114,9 +125,20 @@ async fn every_demo_converges_under_injected_faults() {
         carol.wait_phase(n, None, T).await;
     }
     sim.faults.clear();
-    eventually(T, "no demo namespace left", || async {
-        demo_namespaces(&tc).await.is_empty().then_some(())
-    })
-    .await;
+    let deadline = tokio::time::Instant::now() + T;
+    while !demo_namespaces(&tc).await.is_empty() {
+        if tokio::time::Instant::now() > deadline {
+            let left = Api::<Namespace>::all(tc.client.clone())
+                .list(&ListParams::default().labels("app.kubernetes.io/managed-by=showroom"))
+                .await
+                .unwrap();
+            let objects = sim.store.object_count();
+            panic!(
+                "demo namespaces left: {:#?}\n({objects} objects in the store)",
+                left.items
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     app.stop().await;
 }

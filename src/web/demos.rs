@@ -128,6 +128,47 @@ fn owner_label(owner: &str) -> String {
     hex::encode(Sha256::digest(owner.as_bytes()))[..20].to_string()
 }
 
+/// Whether the owner holds more than `limit` active demos, counted at the API server.
+/// A count that cannot be had (after retries) counts as "not over".
+async fn over_limit(api: &Api<Demo>, owner_hash: &str, owner: &str, limit: usize) -> bool {
+    let lp = ListParams::default().labels(&format!("{OWNER_LABEL}={owner_hash}"));
+    match retry(|| api.list(&lp)).await {
+        Ok(list) => {
+            let active = list
+                .items
+                .iter()
+                .filter(|d| {
+                    d.metadata.deletion_timestamp.is_none()
+                        && d.phase().is_active()
+                        && d.spec.owner == owner
+                })
+                .count();
+            active > limit
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not recount a user's demos; keeping the new one");
+            false
+        }
+    }
+}
+
+/// Three tries with a short pause, for the writes that follow a create.
+async fn retry<T, F, Fut>(mut f: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut last = None;
+    for attempt in 0..3u64 {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100 * (attempt + 1))).await;
+    }
+    Err(last.expect("three attempts were made"))
+}
+
 /// A demo's name: random, or derived from (owner, Idempotency-Key) so that a retried
 /// or double-clicked request lands on the same demo even across replicas.
 fn demo_name(owner: &str, key: Option<&str>) -> String {
@@ -280,23 +321,16 @@ pub async fn start_demo(
     // server, which sees every create. Whoever counts more than the limit withdraws its
     // own demo, so a burst spread over replicas never ends above the limit (it may end
     // below it, and the user simply starts again).
-    let theirs = api
-        .list(&ListParams::default().labels(&format!("{OWNER_LABEL}={owner}")))
-        .await?;
-    let active = theirs
-        .items
-        .iter()
-        .filter(|d| {
-            d.metadata.deletion_timestamp.is_none()
-                && d.phase().is_active()
-                && d.spec.owner == user.name
-        })
-        .count();
-    if active > limit {
-        request_delete(&s.client, &name).await?;
-        return Err(ApiError::too_many(format!(
-            "you already have {limit} active demos (limit {limit}); delete one first"
-        )));
+    // The demo exists from here on: an error now must not be reported as "not started"
+    // (the caller would start another one), so the recount is retried and, if the API
+    // server keeps failing, the demo is kept.
+    if over_limit(&api, &owner, &user.name, limit).await {
+        if retry(|| request_delete(&s.client, &name)).await.is_ok() {
+            return Err(ApiError::too_many(format!(
+                "you already have {limit} active demos (limit {limit}); delete one first"
+            )));
+        }
+        tracing::warn!(demo = %name, "could not withdraw a start over the limit; keeping it");
     }
     tracing::info!(demo = %name, owner = %user.name, template = %template.name, "demo requested");
     Ok(created)
