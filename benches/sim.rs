@@ -144,15 +144,6 @@ async fn demo_bench(quick: bool) {
     use showroom::domain::template::Catalogue;
     use showroom::domain::users::{Role, UserEntry, Users, hash_token};
     use std::sync::Arc;
-    let sim = SimCluster::start(SimOptions {
-        boot_delay: Duration::ZERO,
-        job_delay: Duration::ZERO,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let client = sim.client().await.unwrap();
-    app::install_crd(&client).await.unwrap();
     let cat = Arc::new(
         Catalogue::load_dir(std::path::Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -160,6 +151,16 @@ async fn demo_bench(quick: bool) {
         )))
         .unwrap(),
     );
+    let snapshots = Arc::new(showroom::sim::agent::Snapshots::default());
+    snapshots.publish_catalogue(&cat, Duration::ZERO, Duration::ZERO);
+    let sim = SimCluster::start(SimOptions {
+        snapshots,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = sim.client().await.unwrap();
+    app::install_crd(&client).await.unwrap();
     let users = Arc::new(
         Users::from_entries(vec![UserEntry {
             name: "bench".into(),
@@ -177,7 +178,7 @@ async fn demo_bench(quick: bool) {
     let n = if quick { 5 } else { 20 };
     let t = Instant::now();
     for i in 0..n {
-        let d = showroom::cluster::crd::Demo::new(
+        let mut d = showroom::cluster::crd::Demo::new(
             &format!("demo-bench{i}"),
             showroom::cluster::crd::DemoSpec {
                 template: "web-shop".into(),
@@ -192,6 +193,13 @@ async fn demo_bench(quick: bool) {
                 desired_state: Default::default(),
                 share_links: vec![],
             },
+        );
+        d.metadata.labels = Some(
+            [(
+                showroom::cluster::crd::INSTANCE_LABEL.to_string(),
+                "default".to_string(),
+            )]
+            .into(),
         );
         demos.create(&PostParams::default(), &d).await.unwrap();
     }

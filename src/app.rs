@@ -2,12 +2,13 @@
 //! the in-process cron sweep, started together and stopped together.
 
 use crate::cluster::controller;
-use crate::cluster::crd::Demo;
+use crate::cluster::crd::{Demo, Instance};
 use crate::cluster::leader::{Election, LeaderConfig};
 use crate::cluster::sweeper::{self, SweepOptions};
 use crate::domain::template::Catalogue;
 use crate::domain::users::Users;
 use crate::metrics::Metrics;
+use crate::web::proxy::UpstreamOverride;
 use crate::web::{self, AppState, Limits, activity::ActivityTracker};
 use anyhow::Context;
 use futures::StreamExt;
@@ -23,9 +24,15 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// This installation's name: it sees and touches only Demos and namespaces labelled
+    /// with it, so several can share a host cluster.
+    pub instance: Instance,
+    /// Where the dev and test worlds serve demo apps (see `web::proxy`); None in
+    /// production, where cluster DNS resolves the entrypoint Services.
+    pub upstream_override: Option<UpstreamOverride>,
     /// Cron expression for the in-process sweep (5 or 6 fields); None disables it.
     pub sweep_schedule: Option<String>,
     pub sweep: SweepOptions,
@@ -54,6 +61,8 @@ impl Config {
     pub fn new(listen: SocketAddr) -> Self {
         Config {
             listen,
+            instance: Instance::default(),
+            upstream_override: None,
             sweep_schedule: None,
             sweep: SweepOptions::default(),
             activity_interval: Duration::from_secs(30),
@@ -143,7 +152,10 @@ pub async fn start(
     let (reader, writer) = reflector::store();
     let stream = reflector(
         writer,
-        watcher(Api::<Demo>::all(client.clone()), watcher::Config::default()),
+        watcher(
+            Api::<Demo>::all(client.clone()),
+            watcher::Config::default().labels(&cfg.instance.selector()),
+        ),
     )
     .default_backoff()
     .touched_objects();
@@ -212,7 +224,8 @@ pub async fn start(
             20,
             Duration::from_secs(300),
         )),
-        proxy: Default::default(),
+        proxy: Arc::new(web::proxy::Upstreams::new(cfg.upstream_override.clone())),
+        instance: cfg.instance.clone(),
     };
 
     // Every replica serves; only the leader runs the controller and the sweeps.
@@ -222,8 +235,12 @@ pub async fn start(
     };
     let work = LeaderWork {
         ctx: Arc::new({
-            let mut ctx =
-                controller::Context::new(client.clone(), catalogue.clone(), metrics.clone());
+            let mut ctx = controller::Context::new(
+                client.clone(),
+                cfg.instance.clone(),
+                catalogue.clone(),
+                metrics.clone(),
+            );
             ctx.notice_lead = cfg.notice_lead;
             ctx.notifier = match &cfg.notice_webhook {
                 Some(url) => Some(Arc::new(crate::cluster::notifier::Notifier::new(
@@ -321,7 +338,15 @@ async fn sweep_loop(ctx: Arc<controller::Context>, schedule: cron::Schedule, opt
             .to_std()
             .unwrap_or(Duration::ZERO);
         tokio::time::sleep(wait).await;
-        match sweeper::sweep(&ctx.client, &ctx.catalogue, &opts, &ctx.metrics).await {
+        match sweeper::sweep(
+            &ctx.client,
+            &ctx.instance,
+            &ctx.catalogue,
+            &opts,
+            &ctx.metrics,
+        )
+        .await
+        {
             Ok(items) => tracing::debug!(actions = items.len(), "scheduled sweep done"),
             Err(e) => {
                 tracing::warn!(error = %e, "scheduled sweep could not list; will try at the next run")

@@ -3,6 +3,7 @@
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use showroom::app::{self, Config};
+use showroom::cluster::crd::Instance;
 use showroom::cluster::sweeper::{self, SweepOptions};
 use showroom::domain::duration;
 use showroom::domain::template::Catalogue;
@@ -34,6 +35,10 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct ServeArgs {
+    /// This installation's name: it sees and changes only Demos and namespaces labelled
+    /// showroom.dev/instance=<name>, so several installations can share a host cluster.
+    #[arg(long, env = "SHOWROOM_INSTANCE", default_value = "default", value_parser = parse_instance)]
+    instance: Instance,
     /// Directory of demo templates (one YAML file each).
     #[arg(long, env = "SHOWROOM_SNAPSHOTS", default_value = "snapshots")]
     snapshots: PathBuf,
@@ -132,6 +137,9 @@ enum Command {
     },
     /// One cleanup pass, then exit (for a Kubernetes CronJob).
     Sweep {
+        /// The installation whose demos and namespaces are swept.
+        #[arg(long, env = "SHOWROOM_INSTANCE", default_value = "default", value_parser = parse_instance)]
+        instance: Instance,
         /// Print the plan as a table and change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -207,6 +215,10 @@ fn snapshots_configmap(dir: &Path) -> anyhow::Result<String> {
     ))
 }
 
+fn parse_instance(s: &str) -> Result<Instance, String> {
+    Instance::new(s)
+}
+
 fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
     duration::parse(s)
 }
@@ -224,8 +236,10 @@ fn parse_std_duration(s: &str) -> Result<std::time::Duration, String> {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHOWROOM_LOG")
         .unwrap_or_else(|_| "info,kube=warn,hyper=warn".into());
+    // Colours only on a terminal: a file or a log collector gets plain text.
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if format == "json" {
         b.json().init();
@@ -254,6 +268,8 @@ fn config(listen: SocketAddr, a: &ServeArgs) -> anyhow::Result<Config> {
     }
     Ok(Config {
         listen,
+        instance: a.instance.clone(),
+        upstream_override: None,
         sweep_schedule: schedule,
         sweep: SweepOptions {
             orphan_grace: a.orphan_grace,
@@ -430,6 +446,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             args,
         } => dev(port, state_dir, boot_delay, args).await,
         Command::Sweep {
+            instance,
             dry_run,
             snapshots,
             orphan_grace,
@@ -443,7 +460,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 orphan_grace,
                 stuck_after,
             };
-            let plan = sweeper::plan(&client, &catalogue, &opts)
+            let plan = sweeper::plan(&client, &instance, &catalogue, &opts)
                 .await
                 .context("listing demos and namespaces")?;
             print!("{}", plan.table());
@@ -483,8 +500,12 @@ async fn dev(
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating {}", state_dir.display()))?;
     let state_dir = state_dir.canonicalize()?;
+    // Every template's snapshot is in the simulated registry, restoring in a second and
+    // booting in --boot-delay.
+    let snapshots = Arc::new(showroom::sim::agent::Snapshots::default());
+    snapshots.publish_catalogue(&catalogue, std::time::Duration::from_secs(1), boot_delay);
     let sim = SimCluster::start(SimOptions {
-        boot_delay,
+        snapshots,
         state_dir: Some(state_dir.clone()),
         ..Default::default()
     })
@@ -512,6 +533,13 @@ async fn dev(
     let listen: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut cfg = config(listen, &args)?;
     cfg.dev_login = true;
+    // The share-link proxy reaches the simulated demos' apps where the agent serves them.
+    if let Some(agent) = &sim.agent {
+        let apps = agent.apps.clone();
+        cfg.upstream_override = Some(Arc::new(move |host: &str, port: u16| {
+            apps.resolve(host, port)
+        }));
+    }
     let running = app::start(client, catalogue, Arc::new(users), cfg).await?;
     let url = format!("http://{}", running.addr);
     let info = serde_json::json!({

@@ -8,9 +8,7 @@ use common::harness::*;
 use common::{TestCluster, eventually};
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use serde_json::json;
-use showroom::app;
 use showroom::domain::template::Catalogue;
-use showroom::sim::SimOptions;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -87,15 +85,18 @@ async fn browser(driver: &str, width: u32, height: u32) -> Browser {
         .expect("start a Chromium session")
 }
 
-fn shots() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+/// target/screenshots/<world>/
+fn shots(world: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/screenshots")
+        .join(world);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
-async fn shot(b: &Browser, name: &str) {
+async fn shot(b: &Browser, dir: &std::path::Path, name: &str) {
     let png = b.screenshot().await.unwrap();
-    std::fs::write(shots().join(format!("{name}.png")), png).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
 async fn text(b: &Browser, css: &str) -> String {
@@ -128,35 +129,31 @@ async fn click(b: &Browser, css: &str) {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sales_and_prospect_journey_in_chromium() {
+scenarios!(sales_and_prospect_journey_in_chromium);
+
+async fn sales_and_prospect_journey_in_chromium(tc: TestCluster) {
     let Some((_driver, driver_url)) = start_driver().await else {
         return;
     };
-    let tc = TestCluster::start_with(SimOptions {
-        boot_delay: Duration::from_secs(3),
-        ..Default::default()
-    })
-    .await;
-    app::install_crd(&tc.client).await.unwrap();
+    // The shipped catalogue, its snapshots booting in 3 s so the progress steps show.
     let catalogue = Arc::new(
         Catalogue::load_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("snapshots")).unwrap(),
     );
-    let running = app::start(tc.client.clone(), catalogue, dev_users(), test_config())
-        .await
-        .unwrap();
+    tc.snapshots.publish_catalogue(
+        &catalogue,
+        Duration::from_millis(300),
+        Duration::from_secs(3),
+    );
+    let running = start_showroom_full(&tc, test_config(), dev_users(), catalogue).await;
     let base = format!("http://localhost:{}", running.addr.port());
     let api = Client::new(&running, SALES);
-    eventually(T, "ready", || async {
-        (http("GET", &format!("{base}/readyz"), None, None).await.0 == 200).then_some(())
-    })
-    .await;
+    let dir = shots(if tc.is_sim() { "sim" } else { "real" });
 
     // Sales: sign in with one click, see the catalogue.
     let sales = browser(&driver_url, 1280, 900).await;
     sales.goto(&format!("{base}/demos")).await.unwrap();
     wait_css(&sales, "#dev-sales").await;
-    shot(&sales, "01-sign-in").await;
+    shot(&sales, &dir, "01-sign-in").await;
     click(&sales, "#dev-sales").await;
     wait_css(&sales, "#template-web-shop").await;
     assert!(
@@ -164,7 +161,7 @@ async fn sales_and_prospect_journey_in_chromium() {
             .await
             .contains("Data pipeline")
     );
-    shot(&sales, "02-catalogue").await;
+    shot(&sales, &dir, "02-catalogue").await;
 
     // Start a demo: the progress view walks through the steps and turns into the demo page.
     sales
@@ -179,7 +176,7 @@ async fn sales_and_prospect_journey_in_chromium() {
     let phase = text(&sales, "[data-phase]").await;
     assert!(phase == "Pending" || phase == "Provisioning", "{phase}");
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    shot(&sales, "03-progress").await;
+    shot(&sales, &dir, "03-progress").await;
     wait_css(&sales, "#lease").await; // the page moved on by itself when Ready
     assert_eq!(text(&sales, "[data-phase]").await, "Ready");
     let demo_url = sales.current_url().await.unwrap().to_string();
@@ -211,14 +208,14 @@ async fn sales_and_prospect_journey_in_chromium() {
         .unwrap()
         .unwrap();
     assert!(share_url.contains("/s/"), "{share_url}");
-    shot(&sales, "04-demo-with-link").await;
+    shot(&sales, &dir, "04-demo-with-link").await;
 
     // The prospect, in a fresh browser context: landing page, then the app through the proxy.
     let prospect = browser(&driver_url, 1280, 900).await;
     prospect.goto(&share_url).await.unwrap();
     wait_css(&prospect, "#open-demo").await;
     assert!(text(&prospect, "h1").await.contains("ACME Corp"));
-    shot(&prospect, "05-prospect-landing").await;
+    shot(&prospect, &dir, "05-prospect-landing").await;
     click(&prospect, "#open-demo").await;
     let app_text = text(&prospect, "#demo").await;
     assert!(
@@ -230,7 +227,7 @@ async fn sales_and_prospect_journey_in_chromium() {
         "",
         "the app never sees showroom's cookie"
     );
-    shot(&prospect, "06-prospect-app").await;
+    shot(&prospect, &dir, "06-prospect-app").await;
     // Absolute links of the app keep working on the link's own host.
     click(&prospect, "#products").await;
     eventually(T, "followed the app's absolute link", || async {
@@ -247,7 +244,7 @@ async fn sales_and_prospect_journey_in_chromium() {
     prospect.goto(&share_url).await.unwrap();
     click(&prospect, "#open-demo").await;
     wait_css(&prospect, "#waking").await;
-    shot(&prospect, "07-prospect-waking").await;
+    shot(&prospect, &dir, "07-prospect-waking").await;
     let app_text = text(&prospect, "#demo").await;
     assert!(
         app_text.contains(&name),
@@ -264,7 +261,7 @@ async fn sales_and_prospect_journey_in_chromium() {
     sales.goto(&format!("{base}/demos")).await.unwrap();
     wait_css(&sales, "#demos").await;
     assert!(text(&sales, "#demos").await.contains("ACME Corp"));
-    shot(&sales, "08-my-demos").await;
+    shot(&sales, &dir, "08-my-demos").await;
 
     // Revoke: the prospect now gets the inactive page, with 410.
     sales.goto(&format!("{base}/demos/{name}")).await.unwrap();
@@ -273,7 +270,7 @@ async fn sales_and_prospect_journey_in_chromium() {
     wait_css(&sales, ".notice.ok").await;
     prospect.goto(&share_url).await.unwrap();
     wait_css(&prospect, "#inactive").await;
-    shot(&prospect, "09-link-inactive").await;
+    shot(&prospect, &dir, "09-link-inactive").await;
     let (code, _) = http(
         "GET",
         &share_url.replace("localhost", "127.0.0.1"),
@@ -291,7 +288,7 @@ async fn sales_and_prospect_journey_in_chromium() {
         .unwrap();
     phone.goto(&format!("{base}/demos")).await.unwrap();
     wait_css(&phone, "#demos").await;
-    shot(&phone, "10-phone-demos").await;
+    shot(&phone, &dir, "10-phone-demos").await;
     let overflow = phone
         .execute(
             "return document.documentElement.scrollWidth > window.innerWidth + 1;",

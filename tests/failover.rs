@@ -9,17 +9,22 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
 use showroom::cluster::leader::LeaderConfig;
 use showroom::metrics::{Metrics, label};
-use showroom::sim::SimOptions;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(60);
 
-fn leader_cfg(identity: &str) -> showroom::app::Config {
+scenarios!(
+    the_other_replica_takes_over_and_nothing_is_done_twice,
+    the_per_user_limit_holds_across_replicas,
+);
+
+/// A replica of this test's installation: its own Lease, so tests can share a cluster.
+fn leader_cfg(tc: &TestCluster, identity: &str) -> showroom::app::Config {
     let mut c = test_config();
     c.leader = Some(LeaderConfig {
         namespace: "default".into(),
-        lease_name: "showroom-leader".into(),
+        lease_name: format!("showroom-leader-{}", tc.instance.name()),
         identity: identity.into(),
         duration_secs: 2,
         grace_secs: 1,
@@ -33,18 +38,9 @@ fn actions(m: &Metrics, kind: &str) -> u64 {
         .get()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_other_replica_takes_over_and_nothing_is_done_twice() {
-    let tc = TestCluster::start_with(SimOptions {
-        boot_delay: Duration::from_millis(1500),
-        ..Default::default()
-    })
-    .await;
-    if !tc.is_sim() {
-        return; // needs the shared lease namespace "default" and short timings
-    }
-    let a = start_showroom(&tc, leader_cfg("replica-a")).await;
-    let b = start_showroom(&tc, leader_cfg("replica-b")).await;
+async fn the_other_replica_takes_over_and_nothing_is_done_twice(tc: TestCluster) {
+    let a = start_showroom(&tc, leader_cfg(&tc, "replica-a")).await;
+    let b = start_showroom(&tc, leader_cfg(&tc, "replica-b")).await;
     let (ma, mb): (Arc<Metrics>, Arc<Metrics>) = (a.state.metrics.clone(), b.state.metrics.clone());
     let leaders = || ma.leader.get() + mb.leader.get();
     eventually(T, "exactly one leader", || async {
@@ -62,7 +58,7 @@ async fn the_other_replica_takes_over_and_nothing_is_done_twice() {
     let mut names = Vec::new();
     for _ in 0..3 {
         let d = carol
-            .start(r#"{"template": "shop", "sleepAfterIdle": "4s", "deleteAfterIdle": "12s"}"#)
+            .start(r#"{"template": "slow", "sleepAfterIdle": "4s", "deleteAfterIdle": "12s"}"#)
             .await;
         names.push(d["name"].as_str().unwrap().to_string());
     }
@@ -108,7 +104,7 @@ async fn the_other_replica_takes_over_and_nothing_is_done_twice() {
         api.wait_phase(n, None, T).await;
     }
     let left = Api::<Namespace>::all(tc.client.clone())
-        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=showroom"))
+        .list(&ListParams::default().labels(&tc.instance.selector()))
         .await
         .unwrap();
     assert!(left.items.is_empty(), "no demo namespace left");
@@ -121,18 +117,9 @@ async fn the_other_replica_takes_over_and_nothing_is_done_twice() {
     survivor.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_per_user_limit_holds_across_replicas() {
-    let tc = TestCluster::start_with(SimOptions {
-        boot_delay: Duration::from_millis(300),
-        ..Default::default()
-    })
-    .await;
-    if !tc.is_sim() {
-        return;
-    }
-    let a = start_showroom(&tc, leader_cfg("replica-a")).await;
-    let b = start_showroom(&tc, leader_cfg("replica-b")).await;
+async fn the_per_user_limit_holds_across_replicas(tc: TestCluster) {
+    let a = start_showroom(&tc, leader_cfg(&tc, "replica-a")).await;
+    let b = start_showroom(&tc, leader_cfg(&tc, "replica-b")).await;
     // 20 simultaneous starts by bob (limit 3), alternating between the two replicas.
     let urls = [
         format!("http://{}/api/v1/demos", a.addr),
@@ -156,19 +143,14 @@ async fn the_per_user_limit_holds_across_replicas() {
     }
     assert!((1..=3).contains(&accepted), "{accepted} starts accepted");
     eprintln!("accepted {accepted} of 20 starts spread over two replicas (limit 3)");
-    let demos: Api<showroom::cluster::crd::Demo> = Api::all(tc.client.clone());
     let alive = eventually(T, "over-limit demos removed", || async {
-        let list = demos.list(&ListParams::default()).await.unwrap();
+        let list = tc.demos().await;
         let alive: Vec<_> = list
-            .items
             .iter()
             .filter(|d| d.spec.owner == "bob" && d.metadata.deletion_timestamp.is_none())
             .cloned()
             .collect();
-        let deleting = list
-            .items
-            .iter()
-            .any(|d| d.metadata.deletion_timestamp.is_some());
+        let deleting = list.iter().any(|d| d.metadata.deletion_timestamp.is_some());
         (!deleting).then_some(alive)
     })
     .await;

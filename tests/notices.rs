@@ -6,14 +6,14 @@ mod common;
 use axum::http::StatusCode;
 use common::harness::*;
 use common::{TestCluster, eventually};
-use showroom::sim::SimOptions;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
 
-#[tokio::test]
-async fn a_notice_precedes_the_sleep_and_a_failing_webhook_is_retried() {
+scenarios!(a_notice_precedes_the_sleep_and_a_failing_webhook_is_retried);
+
+async fn a_notice_precedes_the_sleep_and_a_failing_webhook_is_retried(tc: TestCluster) {
     // A webhook that fails its first call, then records what it gets.
     let received: Arc<Mutex<Vec<String>>> = Arc::default();
     let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
@@ -37,11 +37,6 @@ async fn a_notice_precedes_the_sleep_and_a_failing_webhook_is_retried() {
     let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, hook).await });
 
-    let tc = TestCluster::start_with(SimOptions {
-        boot_delay: Duration::from_millis(200),
-        ..Default::default()
-    })
-    .await;
     let mut cfg = test_config();
     cfg.notice_lead = chrono::Duration::seconds(3);
     cfg.notice_webhook = Some(hook_url);

@@ -8,15 +8,16 @@ use common::{TestCluster, eventually};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use showroom::sim::SimOptions;
 use showroom::sim::faults::FaultSettings;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
 
+scenarios!(killed_and_restarted_while_provisioning_sleeping_and_deleting);
+
 async fn demo_namespaces(tc: &TestCluster) -> Vec<String> {
     Api::<Namespace>::all(tc.client.clone())
-        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=showroom"))
+        .list(&ListParams::default().labels(&tc.instance.selector()))
         .await
         .unwrap()
         .items
@@ -25,17 +26,11 @@ async fn demo_namespaces(tc: &TestCluster) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn killed_and_restarted_while_provisioning_sleeping_and_deleting() {
-    let tc = TestCluster::start_with(SimOptions {
-        boot_delay: Duration::from_millis(1500),
-        ..Default::default()
-    })
-    .await;
-    // Killed while provisioning.
+async fn killed_and_restarted_while_provisioning_sleeping_and_deleting(tc: TestCluster) {
+    // Killed while provisioning (the slow template's vcluster takes 2 s to boot).
     let app = start_showroom(&tc, test_config()).await;
     let name = Client::new(&app, SALES)
-        .start(r#"{"template": "shop"}"#)
+        .start(r#"{"template": "slow"}"#)
         .await["name"]
         .as_str()
         .unwrap()
@@ -73,14 +68,11 @@ async fn killed_and_restarted_while_provisioning_sleeping_and_deleting() {
     app.stop().await;
 }
 
-#[tokio::test]
+/// Fault injection exists only in the simulation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_demo_converges_under_injected_faults() {
-    let tc = TestCluster::start_with(SimOptions {
-        boot_delay: Duration::from_millis(300),
-        ..Default::default()
-    })
-    .await;
-    let Some(sim) = tc.sim.as_ref() else { return };
+    let tc = TestCluster::sim().await;
+    let sim = tc.sim.as_ref().expect("the simulation");
     let app = start_showroom(&tc, test_config()).await;
     sim.faults.set(FaultSettings {
         error_rate: 0.1,
@@ -102,7 +94,9 @@ async fn every_demo_converges_under_injected_faults() {
     // A start that answered with an error created nothing: exactly the demos we know.
     let all = Api::<showroom::cluster::crd::Demo>::all(tc.client.clone());
     let listed = eventually(T, "list demos through the faults", || async {
-        all.list(&ListParams::default()).await.ok()
+        all.list(&ListParams::default().labels(&tc.instance.selector()))
+            .await
+            .ok()
     })
     .await;
     let mut seen: Vec<String> = listed.items.iter().map(|d| d.name_any()).collect();
@@ -129,7 +123,7 @@ async fn every_demo_converges_under_injected_faults() {
     while !demo_namespaces(&tc).await.is_empty() {
         if tokio::time::Instant::now() > deadline {
             let left = Api::<Namespace>::all(tc.client.clone())
-                .list(&ListParams::default().labels("app.kubernetes.io/managed-by=showroom"))
+                .list(&ListParams::default().labels(&tc.instance.selector()))
                 .await
                 .unwrap();
             let objects = sim.store.object_count();

@@ -12,7 +12,6 @@ use serde_json::json;
 use showroom::cluster::crd::Demo;
 use showroom::cluster::sweeper::{self, SweepOptions};
 use showroom::metrics::Metrics;
-use showroom::sim::SimOptions;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -41,13 +40,12 @@ async fn exists(tc: &TestCluster, name: &str) -> bool {
         .is_some_and(|n| n.metadata.deletion_timestamp.is_none())
 }
 
-#[tokio::test]
-async fn orphans_are_deleted_only_when_every_check_passes() {
-    let tc = TestCluster::start_with(SimOptions {
-        boot_delay: Duration::from_millis(200),
-        ..Default::default()
-    })
-    .await;
+scenarios!(
+    orphans_are_deleted_only_when_every_check_passes,
+    the_sweep_applies_the_lifecycle_when_the_controller_is_down,
+);
+
+async fn orphans_are_deleted_only_when_every_check_passes(tc: TestCluster) {
     let app = start_showroom(&tc, test_config()).await;
     let live = Client::new(&app, SALES)
         .start(r#"{"template": "shop"}"#)
@@ -64,9 +62,20 @@ async fn orphans_are_deleted_only_when_every_check_passes() {
     })
     .await;
     let s = &uuid::Uuid::new_v4().simple().to_string()[..6];
-    let managed = json!({"app.kubernetes.io/managed-by": "showroom"});
+    let instance = tc.instance.name();
+    let managed =
+        json!({"app.kubernetes.io/managed-by": "showroom", "showroom.dev/instance": instance});
     let dead = json!({"showroom.dev/demo-uid": "no-such-demo"});
     let orphan = format!("demo-orphan-{s}");
+    // Another installation's demo namespace: not this sweep's business at all.
+    let foreign = format!("demo-staging-{s}");
+    make_ns(
+        &tc,
+        &foreign,
+        json!({"app.kubernetes.io/managed-by": "showroom", "showroom.dev/instance": "staging"}),
+        dead.clone(),
+    )
+    .await;
     let kept = [
         (format!("demo-nolabel-{s}"), json!({}), dead.clone()),
         (
@@ -76,6 +85,11 @@ async fn orphans_are_deleted_only_when_every_check_passes() {
         ),
         (format!("team-{s}"), managed.clone(), dead.clone()),
         (format!("demo-noanno-{s}"), managed.clone(), json!({})),
+        (
+            format!("demo-noinstance-{s}"),
+            json!({"app.kubernetes.io/managed-by": "showroom"}),
+            dead.clone(),
+        ),
         (
             format!("demo-live-{s}"),
             managed.clone(),
@@ -96,11 +110,15 @@ async fn orphans_are_deleted_only_when_every_check_passes() {
 
     // --dry-run through the CLI: a table, and nothing changes.
     let kubeconfig = tc.kubeconfig.clone();
+    let instance = instance.to_string();
     let out = tokio::task::spawn_blocking(move || {
+        let instance = instance.as_str();
         std::process::Command::new(env!("CARGO_BIN_EXE_showroom"))
             .args([
                 "sweep",
                 "--dry-run",
+                "--instance",
+                instance,
                 "--orphan-grace",
                 "2s",
                 "--snapshots",
@@ -134,6 +152,7 @@ async fn orphans_are_deleted_only_when_every_check_passes() {
         format!("demo-nolabel-{s}"),
         format!("demo-helm-{s}"),
         format!("demo-noanno-{s}"),
+        format!("demo-noinstance-{s}"),
         young.clone(),
         format!("team-{s}"),
     ] {
@@ -146,12 +165,22 @@ async fn orphans_are_deleted_only_when_every_check_passes() {
         row(&format!("demo-live-{s}")).is_empty(),
         "a live demo's namespace is not even reported"
     );
+    assert!(
+        row(&foreign).is_empty(),
+        "another installation's namespace is not even reported"
+    );
     assert!(exists(&tc, &orphan).await, "dry run changed nothing");
 
     // The real pass: only the orphan goes.
-    sweeper::sweep(&tc.client, &test_catalogue(), &opts, &Metrics::default())
-        .await
-        .unwrap();
+    sweeper::sweep(
+        &tc.client,
+        &tc.instance,
+        &test_catalogue(),
+        &opts,
+        &Metrics::default(),
+    )
+    .await
+    .unwrap();
     eventually(T, "orphan deleted", || async {
         (!exists(&tc, &orphan).await).then_some(())
     })
@@ -160,6 +189,7 @@ async fn orphans_are_deleted_only_when_every_check_passes() {
         assert!(exists(&tc, n).await, "{n} must be kept");
     }
     assert!(exists(&tc, &young).await, "too young to be deleted");
+    assert!(exists(&tc, &foreign).await, "another installation's");
     assert!(
         exists(&tc, &live).await,
         "the live demo's namespace is untouched"
@@ -169,22 +199,22 @@ async fn orphans_are_deleted_only_when_every_check_passes() {
 
 /// One sweep pass, which must have planned `action` for demo `name`.
 async fn sweep_expecting(tc: &TestCluster, opts: &SweepOptions, name: &str, action: &str) {
-    let items = sweeper::sweep(&tc.client, &test_catalogue(), opts, &Metrics::default())
-        .await
-        .unwrap();
+    let items = sweeper::sweep(
+        &tc.client,
+        &tc.instance,
+        &test_catalogue(),
+        opts,
+        &Metrics::default(),
+    )
+    .await
+    .unwrap();
     assert!(
         items.iter().any(|i| i.name == name && i.action == action),
         "expected {action} for {name}: {items:?}"
     );
 }
 
-#[tokio::test]
-async fn the_sweep_applies_the_lifecycle_when_the_controller_is_down() {
-    let tc = TestCluster::start_with(SimOptions {
-        boot_delay: Duration::from_millis(200),
-        ..Default::default()
-    })
-    .await;
+async fn the_sweep_applies_the_lifecycle_when_the_controller_is_down(tc: TestCluster) {
     let app = start_showroom(&tc, test_config()).await;
     let carol = Client::new(&app, ADMIN);
     let name = carol

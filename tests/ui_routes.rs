@@ -5,10 +5,17 @@ mod common;
 
 use common::harness::*;
 use common::{TestCluster, eventually};
-use showroom::sim::SimOptions;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
+
+scenarios!(
+    signed_in_sales_flow_over_http,
+    share_links_api_landing_passcode_proxy_and_rate_limit,
+    upgrades_such_as_websockets_pass_through_the_link_proxy,
+    a_failed_start_says_what_failed_and_offers_retry_and_delete,
+    nothing_the_demo_writes_steers_where_the_link_proxy_connects,
+);
 
 /// Minimal cookie-carrying requests: (status, headers, body).
 async fn raw(
@@ -77,11 +84,7 @@ fn csrf_of(body: &str) -> String {
 
 #[tokio::test]
 async fn pages_require_a_session_and_forms_require_the_csrf_token() {
-    let tc = TestCluster::start_with(SimOptions {
-        boot_delay: Duration::from_millis(200),
-        ..Default::default()
-    })
-    .await;
+    let tc = TestCluster::sim().await;
     let app = start_showroom(&tc, test_config()).await;
     let base = format!("http://{}", app.addr);
     for path in ["/", "/demos", "/demos/demo-x"] {
@@ -150,13 +153,7 @@ async fn pages_require_a_session_and_forms_require_the_csrf_token() {
     assert_eq!(code, 303);
 }
 
-#[tokio::test]
-async fn signed_in_sales_flow_over_http() {
-    let tc = TestCluster::start_with(SimOptions {
-        boot_delay: Duration::from_millis(200),
-        ..Default::default()
-    })
-    .await;
+async fn signed_in_sales_flow_over_http(tc: TestCluster) {
     let app = start_showroom_with_users(&tc, test_config(), dev_users()).await;
     let base = format!("http://{}", app.addr);
     let (code, head, _) = raw(
@@ -370,13 +367,7 @@ async fn signed_in_sales_flow_over_http() {
     assert!(head.contains("max-age=0"), "{head}");
 }
 
-#[tokio::test]
-async fn share_links_api_landing_passcode_proxy_and_rate_limit() {
-    let tc = TestCluster::start_with(SimOptions {
-        boot_delay: Duration::from_millis(200),
-        ..Default::default()
-    })
-    .await;
+async fn share_links_api_landing_passcode_proxy_and_rate_limit(tc: TestCluster) {
     let app = start_showroom_with_users(&tc, test_config(), dev_users()).await;
     let base = format!("http://{}", app.addr);
     let api = Client::new(&app, SALES);
@@ -608,11 +599,7 @@ async fn share_links_api_landing_passcode_proxy_and_rate_limit() {
 
 #[tokio::test]
 async fn sso_headers_are_trusted_only_from_the_configured_proxy() {
-    let tc = TestCluster::start_with(SimOptions {
-        boot_delay: Duration::from_millis(200),
-        ..Default::default()
-    })
-    .await;
+    let tc = TestCluster::sim().await;
     // Trusted: 127.0.0.2 only; the test connects from 127.0.0.1.
     let mut cfg = test_config();
     cfg.sso = showroom::web::Sso {
@@ -675,11 +662,7 @@ async fn sso_headers_are_trusted_only_from_the_configured_proxy() {
 
 #[tokio::test]
 async fn password_sign_in_sets_a_session() {
-    let tc = TestCluster::start_with(SimOptions {
-        boot_delay: Duration::from_millis(200),
-        ..Default::default()
-    })
-    .await;
+    let tc = TestCluster::sim().await;
     let users =
         showroom::domain::users::Users::from_entries(vec![showroom::domain::users::UserEntry {
             name: "erin".into(),
@@ -726,14 +709,8 @@ async fn password_sign_in_sets_a_session() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn upgrades_such_as_websockets_pass_through_the_link_proxy() {
+async fn upgrades_such_as_websockets_pass_through_the_link_proxy(tc: TestCluster) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let tc = TestCluster::start_with(SimOptions {
-        boot_delay: Duration::from_millis(200),
-        ..Default::default()
-    })
-    .await;
     let app = start_showroom_with_users(&tc, test_config(), dev_users()).await;
     let api = Client::new(&app, SALES);
     let name = api.start(r#"{"template": "shop"}"#).await["name"]
@@ -793,13 +770,7 @@ async fn upgrades_such_as_websockets_pass_through_the_link_proxy() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_failed_start_says_what_failed_and_offers_retry_and_delete() {
-    let tc = TestCluster::start_with(SimOptions {
-        boot_delay: Duration::from_millis(200),
-        ..Default::default()
-    })
-    .await;
+async fn a_failed_start_says_what_failed_and_offers_retry_and_delete(tc: TestCluster) {
     let app = start_showroom_with_users(&tc, test_config(), dev_users()).await;
     let base = format!("http://{}", app.addr);
     let api = Client::new(&app, SALES);
@@ -829,12 +800,91 @@ async fn a_failed_start_says_what_failed_and_offers_retry_and_delete() {
     .await;
     assert_eq!(code, 200);
     assert!(
-        body.contains("id=\"failed\"") && body.contains("restore job failed"),
+        body.contains("id=\"failed\"")
+            && body.contains("restore failed")
+            && body.contains("oci://example.test/snap/missing:1: not found"),
         "{body}"
     );
     assert!(
         body.contains("id=\"retry\"") && body.contains("/delete"),
         "{body}"
+    );
+    app.stop().await;
+}
+
+/// The synced entrypoint Service is written by the demo's own vcluster (whoever holds
+/// its kubeconfig can annotate it, or point it elsewhere): the proxy must connect only
+/// to the address showroom derives from the template and the demo's name.
+async fn nothing_the_demo_writes_steers_where_the_link_proxy_connects(tc: TestCluster) {
+    use k8s_openapi::api::core::v1::Service;
+    use kube::api::{Api, Patch, PatchParams};
+    // Where an attacker would like the proxy to go: counts every connection.
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let bait = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bait_addr = bait.local_addr().unwrap();
+    {
+        let hits = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((_s, _)) = bait.accept().await {
+                hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    }
+    let app = start_showroom_with_users(&tc, test_config(), dev_users()).await;
+    let api = Client::new(&app, SALES);
+    let name = api.start(r#"{"template": "shop"}"#).await["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.wait_phase(&name, Some("Ready"), T).await;
+    // The vcluster's syncer writes what the virtual cluster says: annotations that
+    // name another address, and a Service turned into a pointer elsewhere.
+    let services: Api<Service> = Api::namespaced(tc.client.clone(), &name);
+    let svc = format!("storefront-x-shop-x-{name}");
+    services
+        .patch(
+            &svc,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+                "sim.showroom.dev/address": bait_addr.to_string(),
+                "showroom.dev/upstream": bait_addr.to_string(),
+            }}, "spec": {"externalIPs": ["10.1.2.3"]}})),
+        )
+        .await
+        .unwrap();
+    let (_, link) = api
+        .post(&format!("/api/v1/demos/{name}/share-links"), "{}")
+        .await;
+    let token = link["url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let host = format!(
+        "{}.localhost:{}",
+        link["id"].as_str().unwrap(),
+        app.addr.port()
+    );
+    let page = eventually(T, "the app through the proxy", || async {
+        let (code, _, body) = raw(
+            "GET",
+            &format!("http://{}/", app.addr),
+            Some(&host),
+            Some(&format!("showroom_link={token}")),
+            None,
+            "text/html",
+        )
+        .await;
+        (code == 200).then_some(body)
+    })
+    .await;
+    assert!(page.contains(&format!("vcluster {name}/{name}")), "{page}");
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the proxy never connected where the demo's Service pointed"
     );
     app.stop().await;
 }

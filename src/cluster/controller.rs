@@ -26,6 +26,8 @@ use std::time::Duration;
 
 pub struct Context {
     pub client: Client,
+    /// The installation whose Demos this controller reconciles.
+    pub instance: Instance,
     pub catalogue: Arc<Catalogue>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
@@ -35,7 +37,12 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, catalogue: Arc<Catalogue>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        client: Client,
+        instance: Instance,
+        catalogue: Arc<Catalogue>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let reporter = Reporter {
             controller: "showroom".into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -43,6 +50,7 @@ impl Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            instance,
             catalogue,
             metrics,
             notice_lead: chrono::Duration::minutes(15),
@@ -136,10 +144,12 @@ pub async fn run(
     let demos: Api<Demo> = Api::all(client.clone());
     // A demo's namespace, vcluster and Job share the Demo's name: map events by namespace.
     let by_namespace = |ns: Option<String>| ns.map(|n| ObjectRef::<Demo>::new(&n));
-    Controller::new(demos, watcher::Config::default())
+    let mine = ctx.instance.selector();
+    Controller::new(demos, watcher::Config::default().labels(&mine))
         .owns(
             Api::<Namespace>::all(client.clone()),
-            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+            watcher::Config::default()
+                .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{mine}")),
         )
         .watches(
             Api::<StatefulSet>::all(client.clone()),
@@ -314,7 +324,8 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
                 return Ok(Action::requeue(POLL));
             };
             let mut progress = Progress::from(&status.progress, now());
-            let outcome = provisioner::step(client, &demo, t, &ns, &vc, &mut progress).await;
+            let outcome =
+                provisioner::step(client, &ctx.instance, &demo, t, &ns, &vc, &mut progress).await;
             let outcome = match outcome {
                 Ok(o) => o,
                 Err(e) => {

@@ -19,6 +19,54 @@ pub const DEMO_UID_ANNOTATION: &str = "showroom.dev/demo-uid";
 pub const FINALIZER: &str = "showroom.dev/cleanup";
 /// Every Demo and demo namespace name starts with this.
 pub const NAME_PREFIX: &str = "demo-";
+/// The showroom installation a Demo or demo namespace belongs to.
+pub const INSTANCE_LABEL: &str = "showroom.dev/instance";
+
+/// One showroom installation's share of a host cluster. Several can share a cluster
+/// (staging and production, or test runs side by side); each watches, counts, sweeps
+/// and deletes only what carries its own instance label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance(String);
+
+impl Default for Instance {
+    fn default() -> Self {
+        Instance("default".into())
+    }
+}
+
+impl Instance {
+    /// A label value: 1 to 63 characters, alphanumeric inside with `-`, `_` or `.`.
+    pub fn new(name: &str) -> Result<Instance, String> {
+        let ok = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if ok {
+            Ok(Instance(name.to_string()))
+        } else {
+            Err(format!(
+                "{name:?} is not a valid instance name (a label value: up to 63 letters, digits, '-', '_' or '.')"
+            ))
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+
+    /// The label selector for this instance's objects.
+    pub fn selector(&self) -> String {
+        format!("{INSTANCE_LABEL}={}", self.0)
+    }
+
+    /// Whether labels place an object in this instance.
+    pub fn owns(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        labels.get(INSTANCE_LABEL) == Some(&self.0)
+    }
+}
 
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
 #[kube(
@@ -87,6 +135,8 @@ pub struct Notice {
 #[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct LinkVisits {
+    /// Schema'd as int64: Kubernetes knows no "uint64" format (it warns on apply).
+    #[schemars(with = "i64")]
     pub visits: u64,
     pub first_opened_at: Option<DateTime<Utc>>,
     pub last_opened_at: Option<DateTime<Utc>>,

@@ -9,9 +9,11 @@ use crate::k8s::create_if_absent;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ResourceQuota, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, LimitRange, Namespace, Pod, ResourceQuota, Secret, ServiceAccount,
+};
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -19,9 +21,8 @@ use serde_json::{Value, json};
 pub const PROVISIONER_SA: &str = "showroom-provisioner";
 pub const VALUES_CONFIGMAP: &str = "showroom-vcluster-values";
 pub const JOB_NAME: &str = "showroom-vcluster-create";
-/// Read by nothing in a real cluster; tells the simulation's stand-in syncer what the
-/// snapshot's entrypoint is (see sim::agent).
-pub const ENTRYPOINT_ANNOTATION: &str = crate::sim::agent::ENTRYPOINT_ANNOTATION;
+pub const QUOTA_NAME: &str = "demo-quota";
+pub const LIMITS_NAME: &str = "demo-limits";
 
 #[derive(Debug)]
 pub enum Outcome {
@@ -103,13 +104,18 @@ fn obj<T: DeserializeOwned>(v: Value) -> Result<T, kube::Error> {
 }
 
 /// The namespace's labels and annotations that prove showroom created it for this Demo.
-pub fn namespace_object(demo: &Demo, ns: &str) -> Result<Namespace, kube::Error> {
+pub fn namespace_object(
+    demo: &Demo,
+    instance: &Instance,
+    ns: &str,
+) -> Result<Namespace, kube::Error> {
     let owner = demo
         .controller_owner_ref(&())
         .map(|o| serde_json::to_value(o).unwrap_or_default());
     obj(json!({"metadata": {
         "name": ns,
-        "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, DEMO_LABEL: demo.name_any(), TEMPLATE_LABEL: demo.spec.template},
+        "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, INSTANCE_LABEL: instance.name(),
+                   DEMO_LABEL: demo.name_any(), TEMPLATE_LABEL: demo.spec.template},
         "annotations": {DEMO_UID_ANNOTATION: demo.uid().unwrap_or_default()},
         "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
     }}))
@@ -136,16 +142,17 @@ pub fn create_args(t: &Template, vcluster: &str, ns: &str) -> Vec<String> {
 }
 
 fn job_object(demo: &Demo, t: &Template, ns: &str, vcluster: &str) -> Result<Job, kube::Error> {
-    let ep = &t.entrypoint;
+    let r = crate::domain::resources::provisioner();
     obj(json!({
         "metadata": {"name": JOB_NAME, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, DEMO_LABEL: demo.name_any()}},
         "spec": {
-            "backoffLimit": 2,
+            // One retry for a passing hiccup (a registry timeout); a restore that fails
+            // twice fails the demo with the CLI's own words.
+            "backoffLimit": 1,
             "activeDeadlineSeconds": t.lifecycle.provision_timeout().num_seconds(),
             "template": {
                 "metadata": {
                     "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, DEMO_LABEL: demo.name_any()},
-                    "annotations": {ENTRYPOINT_ANNOTATION: format!("{}/{}:{}", ep.namespace, ep.service, ep.port)},
                 },
                 "spec": {
                     "serviceAccountName": PROVISIONER_SA,
@@ -158,7 +165,10 @@ fn job_object(demo: &Demo, t: &Template, ns: &str, vcluster: &str) -> Result<Job
                         "args": create_args(t, vcluster, ns),
                         "env": [{"name": "HOME", "value": "/tmp"}],
                         "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
-                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+                        "resources": {"requests": r.requests, "limits": r.limits},
+                        // The CLI's error output becomes the pod's termination message,
+                        // which the demo's failure message quotes.
+                        "terminationMessagePolicy": "FallbackToLogsOnError",
                         "volumeMounts": [{"name": "values", "mountPath": "/values", "readOnly": true}, {"name": "tmp", "mountPath": "/tmp"}],
                     }],
                     "volumes": [{"name": "values", "configMap": {"name": VALUES_CONFIGMAP}}, {"name": "tmp", "emptyDir": {}}],
@@ -168,9 +178,34 @@ fn job_object(demo: &Demo, t: &Template, ns: &str, vcluster: &str) -> Result<Job
     }))
 }
 
+/// What the vcluster CLI printed when it last failed: the termination message of the
+/// Job's newest failed pod.
+async fn cli_error(client: &Client, ns: &str) -> Option<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("job-name={JOB_NAME}")))
+        .await
+        .ok()?;
+    let mut failed: Vec<_> = list
+        .items
+        .iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"))
+        .collect();
+    failed.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
+    let status = failed.last()?.status.as_ref()?;
+    let msg = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())?;
+    let msg = msg.trim();
+    (!msg.is_empty()).then(|| msg.chars().take(300).collect())
+}
+
 /// Does the next provisioning step(s) and reports where the demo stands.
 pub async fn step(
     client: &Client,
+    instance: &Instance,
     demo: &Demo,
     t: &Template,
     ns: &str,
@@ -181,7 +216,7 @@ pub async fn step(
     p.running("namespace");
     let namespaces: Api<Namespace> = Api::all(client.clone());
     match namespaces.get_opt(ns).await? {
-        None => create_if_absent(&namespaces, &namespace_object(demo, ns)?).await?,
+        None => create_if_absent(&namespaces, &namespace_object(demo, instance, ns)?).await?,
         Some(existing) => {
             let ours = existing.annotations().get(DEMO_UID_ANNOTATION) == demo.uid().as_ref();
             if !ours {
@@ -198,12 +233,26 @@ pub async fn step(
     }
     p.done("namespace");
 
-    // 2. Quota, so one demo cannot starve the host.
+    // 2. Quota, so one demo cannot starve the host, and the defaults for containers
+    //    that name no resources, without which such a quota refuses their pods.
     p.running("quota");
+    let (requests, limits) = (t.default_requests(), t.default_limits());
+    if !requests.is_empty() || !limits.is_empty() {
+        let mut item = json!({"type": "Container"});
+        if !limits.is_empty() {
+            item["default"] = json!(limits);
+        }
+        if !requests.is_empty() {
+            item["defaultRequest"] = json!(requests);
+        }
+        let lr: LimitRange =
+            obj(json!({"metadata": {"name": LIMITS_NAME}, "spec": {"limits": [item]}}))?;
+        create_if_absent(&Api::namespaced(client.clone(), ns), &lr).await?;
+    }
     let hard = t.quota_hard();
     if !hard.is_empty() {
         let quota: ResourceQuota =
-            obj(json!({"metadata": {"name": "demo-quota"}, "spec": {"hard": hard}}))?;
+            obj(json!({"metadata": {"name": QUOTA_NAME}, "spec": {"hard": hard}}))?;
         create_if_absent(&Api::namespaced(client.clone(), ns), &quota).await?;
     }
     p.done("quota");
@@ -242,14 +291,15 @@ pub async fn step(
         .iter()
         .find(|c| c.type_ == "Failed" && c.status == "True")
     {
-        let msg = format!(
-            "the vcluster restore job failed: {}",
-            failed
-                .message
-                .clone()
-                .or(failed.reason.clone())
-                .unwrap_or_else(|| "no reason given".into())
-        );
+        let job_says = failed
+            .message
+            .clone()
+            .or(failed.reason.clone())
+            .unwrap_or_else(|| "no reason given".into());
+        let msg = match cli_error(client, ns).await {
+            Some(cli) => format!("the vcluster restore failed: {cli} ({job_says})"),
+            None => format!("the vcluster restore job failed: {job_says}"),
+        };
         p.failed("restore", &msg);
         return Ok(Outcome::Failed(msg));
     }

@@ -119,6 +119,7 @@ fn item(kind: &str, name: &str, action: &str, reason: impl Into<String>) -> Plan
 
 /// Why a namespace may not be deleted as an orphan (None: it is an orphan).
 fn orphan_objection(
+    instance: &Instance,
     ns: &Namespace,
     demo_uids: &HashSet<String>,
     now: DateTime<Utc>,
@@ -130,6 +131,9 @@ fn orphan_objection(
     }
     if ns.labels().get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY_VALUE) {
         return Some(format!("no {MANAGED_BY_LABEL}={MANAGED_BY_VALUE} label"));
+    }
+    if !instance.owns(ns.labels()) {
+        return Some(format!("no {} label", instance.selector()));
     }
     let Some(uid) = ns.annotations().get(DEMO_UID_ANNOTATION) else {
         return Some(format!("no {DEMO_UID_ANNOTATION} annotation"));
@@ -147,15 +151,17 @@ fn orphan_objection(
     None
 }
 
-/// Looks at every Demo and every candidate namespace (one LIST each) and plans.
+/// Looks at this instance's Demos and every candidate namespace (one LIST each) and
+/// plans.
 pub async fn plan(
     client: &Client,
+    instance: &Instance,
     catalogue: &Catalogue,
     opts: &SweepOptions,
 ) -> Result<Plan, kube::Error> {
     let now = Utc::now();
     let demos = Api::<Demo>::all(client.clone())
-        .list(&ListParams::default())
+        .list(&ListParams::default().labels(&instance.selector()))
         .await?
         .items;
     let namespaces = Api::<Namespace>::all(client.clone())
@@ -205,7 +211,12 @@ pub async fn plan(
             || ns.labels().contains_key(MANAGED_BY_LABEL)
                 && ns.labels()[MANAGED_BY_LABEL] == MANAGED_BY_VALUE
             || ns.annotations().contains_key(DEMO_UID_ANNOTATION);
-        if !looks_ours {
+        // Another installation's namespaces are its own business.
+        let other_instance = ns
+            .labels()
+            .get(INSTANCE_LABEL)
+            .is_some_and(|i| i != instance.name());
+        if !looks_ours || other_instance {
             continue;
         }
         if let Some(deleted) = time::deleted_at(&ns.metadata) {
@@ -219,7 +230,7 @@ pub async fn plan(
             }
             continue;
         }
-        match orphan_objection(&ns, &demo_uids, now, opts.orphan_grace) {
+        match orphan_objection(instance, &ns, &demo_uids, now, opts.orphan_grace) {
             None => plan.steps.push((
                 item(
                     "namespace",
@@ -289,12 +300,13 @@ pub async fn execute(
 /// One complete pass, timed into the metrics.
 pub async fn sweep(
     client: &Client,
+    instance: &Instance,
     catalogue: &Catalogue,
     opts: &SweepOptions,
     metrics: &Metrics,
 ) -> Result<Vec<PlanItem>, kube::Error> {
     let start = std::time::Instant::now();
-    let plan = plan(client, catalogue, opts).await?;
+    let plan = plan(client, instance, catalogue, opts).await?;
     execute(client, &plan, metrics).await;
     metrics.sweep_seconds.observe(start.elapsed().as_secs_f64());
     Ok(plan.items())
@@ -319,11 +331,13 @@ mod tests {
     fn only_a_namespace_passing_every_check_is_an_orphan() {
         let live: HashSet<String> = ["live-uid".to_string()].into();
         let g = Duration::minutes(10);
-        let good_l = json!({MANAGED_BY_LABEL: MANAGED_BY_VALUE});
+        let me = Instance::default();
+        let good_l = json!({MANAGED_BY_LABEL: MANAGED_BY_VALUE, INSTANCE_LABEL: "default"});
         let good_a = json!({DEMO_UID_ANNOTATION: "dead-uid"});
         let now = Utc::now();
         assert_eq!(
             orphan_objection(
+                &me,
                 &ns("demo-1", good_l.clone(), good_a.clone(), 60),
                 &live,
                 now,
@@ -348,10 +362,22 @@ mod tests {
                 60,
             ),
             ns("demo-6", good_l.clone(), good_a.clone(), 1),
+            ns(
+                "demo-7",
+                json!({MANAGED_BY_LABEL: MANAGED_BY_VALUE, INSTANCE_LABEL: "staging"}),
+                good_a.clone(),
+                60,
+            ),
+            ns(
+                "demo-8",
+                json!({MANAGED_BY_LABEL: MANAGED_BY_VALUE}),
+                good_a.clone(),
+                60,
+            ),
         ];
         for c in cases {
             assert!(
-                orphan_objection(&c, &live, now, g).is_some(),
+                orphan_objection(&me, &c, &live, now, g).is_some(),
                 "{} must not be an orphan",
                 c.name_any()
             );

@@ -2,6 +2,8 @@
 
 pub mod duration;
 pub mod lifecycle;
+pub mod quantity;
+pub mod resources;
 pub mod share;
 pub mod template;
 pub mod users;

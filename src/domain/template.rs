@@ -2,6 +2,8 @@
 //! Loaded at start and validated strictly: an error names the file and the field.
 
 use super::duration::{serde_duration, serde_duration_opt};
+use super::quantity::{self, Quantity};
+use super::resources;
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,6 +26,20 @@ pub struct Template {
     /// The demo namespace's ResourceQuota `spec.hard`.
     #[serde(default)]
     pub quota: BTreeMap<String, Value>,
+    /// Requests and limits for containers that name none (a LimitRange next to the
+    /// quota). A quota on cpu or memory refuses every pod without them, the vcluster's
+    /// synced workloads included, so such a quota needs these defaults.
+    #[serde(default)]
+    pub container_defaults: ContainerDefaults,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerDefaults {
+    #[serde(default)]
+    pub requests: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub limits: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -252,28 +268,105 @@ impl Template {
             );
         }
         for (k, v) in &self.quota {
-            if k.is_empty() || !(v.is_string() || v.is_number()) {
+            let text = quantity_text(v);
+            if k.is_empty()
+                || text
+                    .as_deref()
+                    .map(Quantity::parse)
+                    .is_none_or(|q| q.is_err())
+            {
                 return f(
                     &format!("quota.{k}"),
                     "must be a quantity such as \"8\" or \"16Gi\"".into(),
                 );
             }
         }
+        let (req, lim) = (self.default_requests(), self.default_limits());
+        for (part, given, parsed) in [
+            ("requests", &self.container_defaults.requests, &req),
+            ("limits", &self.container_defaults.limits, &lim),
+        ] {
+            for (k, v) in given {
+                let field = format!("containerDefaults.{part}.{k}");
+                if !matches!(k.as_str(), "cpu" | "memory" | "ephemeral-storage") {
+                    return f(&field, "must be cpu, memory or ephemeral-storage".into());
+                }
+                if parsed
+                    .get(k)
+                    .map(|t| Quantity::parse(t))
+                    .is_none_or(|q| q.is_err())
+                {
+                    return f(
+                        &field,
+                        format!("{v} is not a quantity such as \"500m\" or \"512Mi\""),
+                    );
+                }
+            }
+        }
+        for (k, r) in &req {
+            if let Some(l) = lim.get(k)
+                && quantity::compare(r, l) == Some(std::cmp::Ordering::Greater)
+            {
+                return f(
+                    &format!("containerDefaults.requests.{k}"),
+                    format!("{r} is more than containerDefaults.limits.{k} ({l})"),
+                );
+            }
+        }
+        let fill = |p: &resources::PodResources| resources::with_defaults(p, &req, &lim);
+        let pods = [
+            (
+                "the vcluster",
+                fill(&resources::vcluster(&self.vcluster.values)),
+            ),
+            ("the provisioning job", fill(&resources::provisioner())),
+        ];
+        if let Err((key, msg)) = resources::check_quota(&self.quota_hard(), &pods) {
+            // `limits.cpu` wants containerDefaults.limits.cpu; `cpu` and `requests.cpu`
+            // want containerDefaults.requests.cpu.
+            let hint = if msg.contains("names no") {
+                let default = match key.strip_prefix("limits.") {
+                    Some(res) => format!("limits.{res}"),
+                    None => format!("requests.{}", key.trim_start_matches("requests.")),
+                };
+                format!("; set containerDefaults.{default}")
+            } else {
+                String::new()
+            };
+            return f(&format!("quota.{key}"), format!("{msg}{hint}"));
+        }
         Ok(())
+    }
+
+    /// The LimitRange's `defaultRequest`.
+    pub fn default_requests(&self) -> BTreeMap<String, String> {
+        strings(&self.container_defaults.requests)
+    }
+
+    /// The LimitRange's `default` (limits).
+    pub fn default_limits(&self) -> BTreeMap<String, String> {
+        strings(&self.container_defaults.limits)
     }
 
     /// The quota as ResourceQuota `spec.hard` strings.
     pub fn quota_hard(&self) -> BTreeMap<String, String> {
-        self.quota
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v.as_str().map_or_else(|| v.to_string(), str::to_string),
-                )
-            })
-            .collect()
+        strings(&self.quota)
     }
+}
+
+/// A quantity written as a YAML string or number.
+fn quantity_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn strings(m: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
+    m.iter()
+        .filter_map(|(k, v)| Some((k.clone(), quantity_text(v)?)))
+        .collect()
 }
 
 /// The loaded catalogue, in name order.

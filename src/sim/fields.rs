@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 
-type Path = Vec<String>;
+pub type Path = Vec<String>;
 
 /// Leaf paths of an object, skipping identity fields that every apply repeats.
 pub fn leaves(v: &Value) -> BTreeSet<Path> {
@@ -132,6 +132,47 @@ pub fn apply_conflicts(current: &Value, applied: &Value, manager: &str) -> Vec<S
         }
     }
     out
+}
+
+/// What server-side apply removes: the paths `manager` applied before and applies no
+/// more, when no other manager owns them too.
+pub fn dropped_by_apply(current: &Value, applied: &Value, manager: &str) -> Vec<Path> {
+    let owners = entries(current);
+    let now = leaves(applied);
+    let mine = |m: &str, op: &str| m == manager && op == "Apply";
+    owners
+        .iter()
+        .filter(|(m, op, _)| mine(m, op))
+        .flat_map(|(_, _, paths)| paths.iter().cloned())
+        .filter(|p| !now.contains(p))
+        .filter(|p| {
+            !owners
+                .iter()
+                .any(|(m, op, paths)| !mine(m, op) && paths.contains(p))
+        })
+        .collect()
+}
+
+/// Removes a field, and the maps it leaves empty below the top level.
+pub fn remove_path(obj: &mut Value, p: &Path) {
+    fn go(v: &mut Value, p: &[String], depth: usize) {
+        let Some(m) = v.as_object_mut() else { return };
+        match p {
+            [] => {}
+            [last] => {
+                m.remove(last);
+            }
+            [first, rest @ ..] => {
+                if let Some(child) = m.get_mut(first) {
+                    go(child, rest, depth + 1);
+                    if depth > 0 && child.as_object().is_some_and(Map::is_empty) {
+                        m.remove(first);
+                    }
+                }
+            }
+        }
+    }
+    go(obj, p, 0);
 }
 
 /// Records ownership after a write: an apply owns every path it set; an update owns

@@ -1,15 +1,23 @@
 //! A simulated Kubernetes host cluster: an in-process API server speaking the real
-//! REST protocol, plus a node agent that plays the kubelet and the vcluster CLI.
+//! REST protocol (`api`, `store`, `admission`), the controller-manager part showroom
+//! relies on (`controllers`), and the agent that plays what runs on nodes (`agent`).
+//! `realkube` starts a real control plane instead, for the same agent and tests.
 //!
 //! It exists so that every test runs showroom's real `kube` client code over HTTP and
-//! so that `showroom dev` needs no cluster. It is not a substitute for a real cluster.
+//! so that `showroom dev` needs no cluster. Where it and a real API server disagree,
+//! the real one is right (tests/sim_conformance.rs runs on both).
 
+pub mod admission;
 pub mod agent;
+pub mod api;
+pub mod controllers;
+pub mod error;
 pub mod faults;
 pub mod fields;
+pub mod object;
+pub mod realkube;
 pub mod resources;
 pub mod selector;
-pub mod server;
 pub mod store;
 
 use anyhow::Context;
@@ -25,12 +33,10 @@ use tokio::task::JoinHandle;
 /// How the simulation behaves.
 #[derive(Debug, Clone)]
 pub struct SimOptions {
-    /// Run the node agent (Jobs, StatefulSet readiness, stand-in apps).
+    /// Run the agent (a node, the vcluster CLI and syncers, stand-in apps).
     pub agent: bool,
-    /// How long a simulated vcluster takes to become ready after it is scaled up.
-    pub boot_delay: Duration,
-    /// How long a provisioning Job runs before it succeeds or fails.
-    pub job_delay: Duration,
+    /// The snapshots the agent's `vcluster create --restore` can restore.
+    pub snapshots: Arc<agent::Snapshots>,
     /// How often a watch that asked for bookmarks gets one.
     pub bookmark_interval: Duration,
     /// Where to write the kubeconfig; a fresh temporary directory when None.
@@ -41,8 +47,7 @@ impl Default for SimOptions {
     fn default() -> Self {
         SimOptions {
             agent: true,
-            boot_delay: Duration::from_millis(500),
-            job_delay: Duration::from_millis(100),
+            snapshots: Default::default(),
             bookmark_interval: Duration::from_secs(5),
             state_dir: None,
         }
@@ -55,7 +60,9 @@ pub struct SimCluster {
     pub kubeconfig_path: PathBuf,
     pub faults: Arc<Faults>,
     pub store: Arc<Store>,
-    api: Arc<server::SimApi>,
+    api: Arc<api::SimApi>,
+    /// The node, the vcluster CLI and syncers (when started).
+    pub agent: Option<agent::Agent>,
     tasks: Vec<JoinHandle<()>>,
     temp_dir: Option<PathBuf>,
     kubeconfig: Kubeconfig,
@@ -64,7 +71,7 @@ pub struct SimCluster {
 impl SimCluster {
     pub async fn start(opts: SimOptions) -> anyhow::Result<SimCluster> {
         let store = Store::new();
-        for ns in ["default", "kube-system"] {
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let rt = store
                 .resource_type(&(String::new(), "v1".into(), "namespaces".into()))
                 .context("namespaces type")?;
@@ -74,7 +81,7 @@ impl SimCluster {
         }
         let faults = Arc::new(Faults::default());
         let (epoch, _) = tokio::sync::watch::channel(0);
-        let api = Arc::new(server::SimApi {
+        let api = Arc::new(api::SimApi {
             store: store.clone(),
             faults: faults.clone(),
             watch_epoch: epoch,
@@ -84,26 +91,12 @@ impl SimCluster {
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
         let router = axum::Router::new()
-            .fallback(server::handle)
+            .fallback(api::handle)
             .with_state(api.clone());
         let mut tasks = vec![tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         })];
-        let collector = store.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                // Repeat while there is work, but never spin on a stuck finalizer.
-                for _ in 0..20 {
-                    if !collector.collect_once() {
-                        break;
-                    }
-                }
-                tokio::select! {
-                    _ = collector.collect.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
-            }
-        }));
+        tasks.extend(controllers::start(store.clone()));
         let (dir, temp_dir) = match &opts.state_dir {
             Some(d) => (d.clone(), None),
             None => {
@@ -127,17 +120,15 @@ impl SimCluster {
             faults,
             store,
             api,
+            agent: None,
             tasks,
             temp_dir,
             kubeconfig,
         };
         if opts.agent {
             let client = sim.client().await?;
-            let agent_opts = agent::AgentOptions {
-                boot_delay: opts.boot_delay,
-                job_delay: opts.job_delay,
-            };
-            sim.tasks.push(tokio::spawn(agent::run(client, agent_opts)));
+            sim.agent =
+                Some(agent::Agent::start(client, "sim-node", opts.snapshots.clone()).await?);
         }
         Ok(sim)
     }

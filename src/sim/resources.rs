@@ -25,6 +25,9 @@ pub struct ResourceType {
     pub columns: Vec<Column>,
     /// The CRD that defined it, if any (removed with it).
     pub crd: Option<String>,
+    /// The CRD version's structural schema (`openAPIV3Schema`), for pruning,
+    /// defaulting and validation.
+    pub schema: Option<std::sync::Arc<Value>>,
 }
 
 /// (group, version, plural): how a request names a resource type.
@@ -44,6 +47,7 @@ impl ResourceType {
             short_names: vec![],
             columns: vec![],
             crd: None,
+            schema: None,
         }
     }
 
@@ -88,6 +92,12 @@ impl ResourceType {
                 "namespaced": self.namespaced, "kind": self.kind, "verbs": ["get", "patch", "update"],
             }));
         }
+        if self.kind == "Pod" && self.group.is_empty() {
+            out.push(json!({
+                "name": "pods/binding", "singularName": "", "namespaced": true,
+                "kind": "Binding", "verbs": ["create"],
+            }));
+        }
         if self.scale {
             out.push(json!({
                 "name": format!("{}/scale", self.plural), "singularName": "",
@@ -99,6 +109,7 @@ impl ResourceType {
     }
 
     /// Reads a CRD object into the resource types it serves (one per served version).
+    /// A schema that is not structural is refused, as apiextensions.k8s.io/v1 does.
     pub fn from_crd(crd: &Value) -> Result<Vec<ResourceType>, String> {
         let spec = crd.get("spec").ok_or("CRD has no spec")?;
         let s = |p: &str| spec.pointer(p).and_then(Value::as_str).map(str::to_string);
@@ -156,6 +167,15 @@ impl ResourceType {
                         .collect()
                 })
                 .unwrap_or_default();
+            let Some(schema) = v.pointer("/schema/openAPIV3Schema") else {
+                return Err(format!(
+                    "spec.versions[{version}].schema.openAPIV3Schema: Required value: schemas are required"
+                ));
+            };
+            structural(
+                schema,
+                &format!("spec.versions[{version}].schema.openAPIV3Schema"),
+            )?;
             out.push(ResourceType {
                 group: group.clone(),
                 version: version.to_string(),
@@ -168,10 +188,57 @@ impl ResourceType {
                 short_names: short_names.clone(),
                 columns,
                 crd: Some(name.to_string()),
+                schema: v
+                    .pointer("/schema/openAPIV3Schema")
+                    .filter(|s| s.is_object())
+                    .map(|s| std::sync::Arc::new(s.clone())),
             });
         }
         Ok(out)
     }
+}
+
+/// A structural schema names a type for every field, except where it says the value
+/// is an int-or-string or keeps unknown fields.
+fn structural(s: &Value, path: &str) -> Result<(), String> {
+    let flag = |k: &str| s.get(k) == Some(&Value::Bool(true));
+    let typed = s
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| !t.is_empty());
+    if !typed
+        && !flag("x-kubernetes-int-or-string")
+        && !flag("x-kubernetes-preserve-unknown-fields")
+    {
+        return Err(format!(
+            "{path}.type: Required value: must not be empty for specified object fields"
+        ));
+    }
+    if let Some(props) = s.get("properties").and_then(Value::as_object) {
+        if s.get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "object")
+        {
+            return Err(format!(
+                "{path}.properties: Forbidden: only allowed for type object"
+            ));
+        }
+        for (k, c) in props {
+            structural(c, &format!("{path}.properties[{k}]"))?;
+        }
+    }
+    if let Some(items) = s.get("items") {
+        structural(items, &format!("{path}.items"))?;
+    }
+    if let Some(a) = s.get("additionalProperties").filter(|a| a.is_object()) {
+        if s.get("properties").is_some() {
+            return Err(format!(
+                "{path}.additionalProperties: Forbidden: additionalProperties and properties are mutual exclusive"
+            ));
+        }
+        structural(a, &format!("{path}.additionalProperties"))?;
+    }
+    Ok(())
 }
 
 /// Every built-in type the simulation serves.
@@ -215,8 +282,16 @@ pub fn builtins() -> Vec<ResourceType> {
     limits.short_names = vec!["limits".into()];
     let mut events = ns("", "v1", "Event", "events");
     events.short_names = vec!["ev".into()];
+    let mut nodes = cl("", "v1", "Node", "nodes");
+    nodes.status = true;
+    nodes.short_names = vec!["no".into()];
+    let mut deployments = ns("apps", "v1", "Deployment", "deployments");
+    deployments.status = true;
+    deployments.short_names = vec!["deploy".into()];
     vec![
         namespaces,
+        nodes,
+        deployments,
         pods,
         services,
         pvcs,
@@ -237,6 +312,18 @@ pub fn builtins() -> Vec<ResourceType> {
             "rolebindings",
         ),
         ns("events.k8s.io", "v1", "Event", "events"),
+        cl(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+        ),
+        cl(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+        ),
         crds,
     ]
 }

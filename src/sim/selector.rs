@@ -46,14 +46,16 @@ impl Selector {
         })
     }
 
-    /// Field selectors only support equality on a fixed set of fields.
-    pub fn check_field_selector(&self) -> Result<(), String> {
+    /// Field selectors only support equality on the fields a kind indexes.
+    pub fn check_field_selector(&self, kind: &str) -> Result<(), String> {
         for r in &self.0 {
             let key = match r {
                 Requirement::Eq(k, _) | Requirement::NotEq(k, _) => k,
                 _ => return Err("field selectors support only = and !=".into()),
             };
-            if key != "metadata.name" && key != "metadata.namespace" {
+            let known = matches!(key.as_str(), "metadata.name" | "metadata.namespace")
+                || kind_fields(kind).iter().any(|(k, _)| k == key);
+            if !known {
                 return Err(format!("field label not supported: {key}"));
             }
         }
@@ -146,12 +148,39 @@ pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
 }
 
 /// The fields a field selector may look at.
+/// The extra fields a kind can be selected by, with where they are in the object.
+fn kind_fields(kind: &str) -> &'static [(&'static str, &'static str)] {
+    match kind {
+        "Pod" => &[
+            ("spec.nodeName", "/spec/nodeName"),
+            ("spec.schedulerName", "/spec/schedulerName"),
+            ("spec.serviceAccountName", "/spec/serviceAccountName"),
+            ("spec.restartPolicy", "/spec/restartPolicy"),
+            ("status.phase", "/status/phase"),
+        ],
+        "Event" => &[
+            ("involvedObject.kind", "/involvedObject/kind"),
+            ("involvedObject.name", "/involvedObject/name"),
+            ("involvedObject.namespace", "/involvedObject/namespace"),
+            ("involvedObject.uid", "/involvedObject/uid"),
+            ("reason", "/reason"),
+            ("type", "/type"),
+        ],
+        "Namespace" => &[("status.phase", "/status/phase")],
+        "Secret" => &[("type", "/type")],
+        "Node" => &[("spec.unschedulable", "/spec/unschedulable")],
+        _ => &[],
+    }
+}
+
 pub fn fields_of(obj: &Value) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
-    for (key, ptr) in [
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let common = [
         ("metadata.name", "/metadata/name"),
         ("metadata.namespace", "/metadata/namespace"),
-    ] {
+    ];
+    for (key, ptr) in common.iter().chain(kind_fields(kind)) {
         m.insert(
             key.to_string(),
             obj.pointer(ptr)
@@ -206,7 +235,7 @@ mod tests {
         assert!(
             Selector::parse("x=1")
                 .unwrap()
-                .check_field_selector()
+                .check_field_selector("ConfigMap")
                 .is_err()
         );
     }

@@ -1,10 +1,14 @@
 //! The simulated API server's storage: objects as JSON, one global resourceVersion,
-//! a bounded event log per type for watches, and the namespace and garbage collectors.
+//! and a bounded event log per type for watches. Every write goes through admission
+//! (`sim::admission`) under the store's lock, as one atomic step; the controllers
+//! (`sim::controllers`) read and write through the same methods.
 
+pub use super::error::ApiError;
+use super::object::*;
 use super::resources::{ResourceType, TypeKey, builtins};
 use super::selector::{Selector, fields_of, labels_of};
-use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, broadcast};
 
@@ -36,95 +40,68 @@ pub struct WatchEvent {
     pub obj: Arc<Value>,
 }
 
-/// An error answered as a Kubernetes `Status` object.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    pub code: u16,
-    pub reason: &'static str,
-    pub message: String,
-    pub details: Value,
-}
-
-impl ApiError {
-    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            code,
-            reason,
-            message: message.into(),
-            details: Value::Null,
-        }
-    }
-    pub fn with_details(mut self, rt: &ResourceType, name: &str) -> Self {
-        self.details = json!({"name": name, "group": rt.group, "kind": rt.plural});
-        self
-    }
-    pub fn not_found(rt: &ResourceType, name: &str) -> Self {
-        Self::new(
-            404,
-            "NotFound",
-            format!("{} \"{name}\" not found", rt.qualified()),
-        )
-        .with_details(rt, name)
-    }
-    pub fn already_exists(rt: &ResourceType, name: &str) -> Self {
-        Self::new(
-            409,
-            "AlreadyExists",
-            format!("{} \"{name}\" already exists", rt.qualified()),
-        )
-        .with_details(rt, name)
-    }
-    pub fn conflict(rt: &ResourceType, name: &str) -> Self {
-        Self::new(
-            409,
-            "Conflict",
-            format!(
-                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
-                rt.qualified()
-            ),
-        )
-        .with_details(rt, name)
-    }
-    pub fn invalid(rt: &ResourceType, name: &str, why: impl std::fmt::Display) -> Self {
-        Self::new(
-            422,
-            "Invalid",
-            format!("{} \"{name}\" is invalid: {why}", rt.kind),
-        )
-        .with_details(rt, name)
-    }
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, "BadRequest", message)
-    }
-    pub fn gone(message: impl Into<String>) -> Self {
-        Self::new(410, "Expired", message)
-    }
-    pub fn status_json(&self) -> Value {
-        let mut v = json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {},
-            "status": "Failure", "message": self.message, "reason": self.reason, "code": self.code,
-        });
-        if !self.details.is_null() {
-            v["details"] = self.details.clone();
-        }
-        v
-    }
-}
-
-type Objects = BTreeMap<(String, String), Arc<Value>>;
+pub type Objects = BTreeMap<(String, String), Arc<Value>>;
 
 #[derive(Default)]
-struct Log {
+pub(super) struct Log {
     events: VecDeque<WatchEvent>,
     /// The resourceVersion of the newest event dropped from the log.
     compacted: u64,
 }
 
-struct State {
-    rv: u64,
-    types: BTreeMap<TypeKey, Arc<ResourceType>>,
-    objects: HashMap<TypeKey, Objects>,
+pub struct State {
+    pub(super) rv: u64,
+    pub(super) types: BTreeMap<TypeKey, Arc<ResourceType>>,
+    pub(super) objects: HashMap<TypeKey, Objects>,
     logs: HashMap<TypeKey, Log>,
+}
+
+impl State {
+    /// The objects of a `v1` type of a group (core: ""), in one namespace or all.
+    pub(super) fn objects_of<'a>(
+        &'a self,
+        group: &str,
+        plural: &str,
+        ns: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Arc<Value>> + 'a {
+        let key: TypeKey = (group.to_string(), "v1".to_string(), plural.to_string());
+        self.objects
+            .get(&key)
+            .into_iter()
+            .flat_map(move |m| in_namespace(m, ns))
+    }
+
+    pub(super) fn namespace(&self, ns: &str) -> Option<Arc<Value>> {
+        self.objects
+            .get(&(String::new(), "v1".into(), "namespaces".into()))
+            .and_then(|m| m.get(&(String::new(), ns.to_string())))
+            .cloned()
+    }
+}
+
+/// The objects of one namespace (a range of the ordered map), or all of them.
+fn in_namespace<'a>(
+    m: &'a Objects,
+    ns: Option<&'a str>,
+) -> Box<dyn Iterator<Item = &'a Arc<Value>> + 'a> {
+    match ns {
+        Some(n) => Box::new(
+            m.range((n.to_string(), String::new())..)
+                .take_while(move |((ons, _), _)| ons == n)
+                .map(|(_, v)| v),
+        ),
+        None => Box::new(m.values()),
+    }
+}
+
+/// How a DELETE asks for an object to go.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub propagation: Propagation,
+    /// Only if the object still has this UID.
+    pub uid: Option<String>,
+    /// `gracePeriodSeconds`: 0 deletes a pod at once (the kubelet's confirmation).
+    pub grace: Option<i64>,
 }
 
 /// Which part of an object an update may change.
@@ -134,8 +111,9 @@ pub enum Part {
     Status,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Propagation {
+    #[default]
     Background,
     Foreground,
     Orphan,
@@ -148,83 +126,7 @@ pub struct Store {
     pub collect: Notify,
 }
 
-const FOREGROUND: &str = "foregroundDeletion";
-
-fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-fn meta(obj: &Value, field: &str) -> Option<String> {
-    obj.get("metadata")?
-        .get(field)?
-        .as_str()
-        .map(str::to_string)
-}
-
-fn finalizers(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn owner_uids(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn is_deleting(obj: &Value) -> bool {
-    obj.pointer("/metadata/deletionTimestamp")
-        .is_some_and(|v| !v.is_null())
-}
-
-fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
-    if !obj.get("metadata").is_some_and(Value::is_object) {
-        obj["metadata"] = json!({});
-    }
-    obj["metadata"]
-        .as_object_mut()
-        .expect("metadata is an object")
-}
-
-/// A Secret's `stringData` is write-only: the API server folds it into `data`.
-fn fold_string_data(rt: &ResourceType, obj: &mut Value) {
-    use base64::Engine;
-    if rt.kind != "Secret" || !rt.group.is_empty() {
-        return;
-    }
-    let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) else {
-        return;
-    };
-    if !obj.get("data").is_some_and(Value::is_object) {
-        obj["data"] = json!({});
-    }
-    for (k, v) in sd {
-        let text = v.as_str().unwrap_or_default();
-        obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
-    }
-}
-
-/// DNS-1123 subdomain: what Kubernetes accepts as most object names.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
-}
+pub(super) const FOREGROUND: &str = "foregroundDeletion";
 
 impl Store {
     pub fn new() -> Arc<Self> {
@@ -245,9 +147,14 @@ impl Store {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock would be a bug in the simulation; keep serving.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every write, as it happens (the controllers' informer).
+    pub fn subscribe(&self) -> broadcast::Receiver<WatchEvent> {
+        self.events.subscribe()
     }
 
     pub fn types(&self) -> Vec<Arc<ResourceType>> {
@@ -285,13 +192,20 @@ impl Store {
         let mut items = Vec::new();
         let mut next = None;
         if let Some(m) = st.objects.get(&rt.key()) {
-            let start = after.clone().unwrap_or_default();
+            let start = match (&after, ns) {
+                (Some(a), _) => a.clone(),
+                (None, Some(n)) => (n.to_string(), String::new()),
+                (None, None) => Default::default(),
+            };
             for ((ons, oname), obj) in m.range(start.clone()..) {
                 if after.is_some() && (ons, oname) == (&start.0, &start.1) {
                     continue;
                 }
-                if ns.is_some_and(|n| n != ons) {
-                    continue;
+                if let Some(n) = ns
+                    && n != ons
+                {
+                    // Keys are ordered by namespace: nothing further matches.
+                    break;
                 }
                 if !labels.matches(&labels_of(obj)) || !fields.matches(&fields_of(obj)) {
                     continue;
@@ -357,7 +271,7 @@ impl Store {
     }
 
     /// Writes a new version (or a removal) and publishes the event.
-    fn commit(
+    pub(super) fn commit(
         &self,
         st: &mut State,
         rt: &ResourceType,
@@ -426,7 +340,7 @@ impl Store {
     }
 
     /// The stored object, or NotFound.
-    fn current(
+    pub(super) fn current(
         st: &State,
         rt: &ResourceType,
         ns_key: &str,
@@ -437,13 +351,6 @@ impl Store {
             .and_then(|m| m.get(&(ns_key.to_string(), name.to_string())))
             .cloned()
             .ok_or_else(|| ApiError::not_found(rt, name))
-    }
-
-    fn namespace_state(st: &State, ns: &str) -> Option<Arc<Value>> {
-        st.objects
-            .get(&(String::new(), "v1".into(), "namespaces".into()))
-            .and_then(|m| m.get(&(String::new(), ns.to_string())))
-            .cloned()
     }
 
     pub fn create(
@@ -488,15 +395,6 @@ impl Store {
                 }
             }
         }
-        if !valid_name(&name) {
-            return Err(ApiError::invalid(
-                rt,
-                &name,
-                format!(
-                    "metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'"
-                ),
-            ));
-        }
         if rt.namespaced {
             if ns.is_empty() {
                 return Err(ApiError::bad_request(
@@ -511,7 +409,7 @@ impl Store {
                     "the namespace of the provided object does not match the namespace sent on the request",
                 ));
             }
-            match Self::namespace_state(&st, ns) {
+            match st.namespace(ns) {
                 None => {
                     return Err(ApiError::new(
                         404,
@@ -540,22 +438,13 @@ impl Store {
         {
             return Err(ApiError::already_exists(rt, &name));
         }
-        if (rt.crd.is_some() || rt.plural == "customresourcedefinitions")
+        // Status belongs to its subresource (a Node registers with its own, as the
+        // kubelet does).
+        if rt.status
+            && rt.kind != "Node"
             && let Some(m) = obj.as_object_mut()
         {
             m.remove("status");
-        }
-        if rt.plural == "customresourcedefinitions" {
-            let mut probe = obj.clone();
-            metadata_mut(&mut probe).insert("name".into(), json!(name));
-            ResourceType::from_crd(&probe).map_err(|e| ApiError::invalid(rt, &name, e))?;
-            obj["status"] = json!({"conditions": [
-                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "lastTransitionTime": now_rfc3339()},
-                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "lastTransitionTime": now_rfc3339()},
-            ]});
-        }
-        if rt.plural == "namespaces" && rt.group.is_empty() {
-            obj["status"] = json!({"phase": "Active"});
         }
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
@@ -571,7 +460,9 @@ impl Store {
         m.insert("creationTimestamp".into(), json!(now_rfc3339()));
         m.insert("generation".into(), json!(1));
         m.remove("deletionTimestamp");
+        m.remove("deletionGracePeriodSeconds");
         m.remove("resourceVersion");
+        super::admission::on_create(&st, rt, ns, &mut obj)?;
         Ok(self.commit(&mut st, rt, ns_key, &name, obj, EventType::Added))
     }
 
@@ -596,7 +487,7 @@ impl Store {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn update_locked(
+    pub(super) fn update_locked(
         &self,
         st: &mut State,
         rt: &ResourceType,
@@ -662,14 +553,28 @@ impl Store {
                 };
             }
             m.remove("resourceVersion");
-            if deleting {
-                // New finalizers may not be added to an object being deleted.
-                let old = finalizers(current);
-                if let Some(Value::Array(fs)) = m.get_mut("finalizers") {
-                    fs.retain(|f| f.as_str().is_some_and(|f| old.iter().any(|o| o == f)));
-                }
+            match cur_meta.get("deletionGracePeriodSeconds") {
+                Some(v) => m.insert("deletionGracePeriodSeconds".into(), v.clone()),
+                None => m.remove("deletionGracePeriodSeconds"),
+            };
+        }
+        if deleting {
+            let old = finalizers(current);
+            let added: Vec<String> = finalizers(&next)
+                .into_iter()
+                .filter(|f| !old.contains(f))
+                .collect();
+            if !added.is_empty() {
+                return Err(ApiError::invalid(
+                    rt,
+                    name,
+                    format!(
+                        "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                    ),
+                ));
             }
         }
+        super::admission::on_update(st, rt, ns, current, &mut next, part)?;
         let strip = |v: &Value| {
             let mut v = v.clone();
             if let Some(m) = v.as_object_mut() {
@@ -694,8 +599,14 @@ impl Store {
         if rt.plural == "customresourcedefinitions" {
             ResourceType::from_crd(&next).map_err(|e| ApiError::invalid(rt, name, e))?;
         }
+        let waiting_for_grace = next
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            != 0;
         if deleting
             && finalizers(&next).is_empty()
+            && !waiting_for_grace
             && !(rt.plural == "namespaces" && rt.group.is_empty())
         {
             let out = self.commit(st, rt, ns, name, next, EventType::Modified);
@@ -715,54 +626,89 @@ impl Store {
         rt: &ResourceType,
         ns: &str,
         name: &str,
-        propagation: Propagation,
-        precondition_uid: Option<String>,
+        opts: &DeleteOptions,
     ) -> Result<Arc<Value>, ApiError> {
         let mut st = self.lock();
         let ns_key = if rt.namespaced { ns } else { "" };
         let current = Self::current(&st, rt, ns_key, name)?;
-        if let Some(uid) = precondition_uid
-            && Some(&uid) != meta(&current, "uid").as_ref()
+        if let Some(uid) = &opts.uid
+            && Some(uid) != meta(&current, "uid").as_ref()
         {
             return Err(ApiError::conflict(rt, name));
         }
-        let uid = meta(&current, "uid").unwrap_or_default();
-        let result = self.delete_locked(&mut st, rt, ns_key, name, &current, propagation, &uid);
+        let result = self.delete_locked(&mut st, rt, ns_key, name, &current, opts);
         self.collect.notify_one();
         Ok(result)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn delete_locked(
+    /// A pod bound to a node is deleted gracefully: it is marked, and goes when the
+    /// kubelet confirms that its containers stopped (a delete with grace period 0).
+    fn graceful_pod(rt: &ResourceType, pod: &Value, grace: Option<i64>) -> Option<i64> {
+        if rt.kind != "Pod" || !rt.group.is_empty() || grace == Some(0) {
+            return None;
+        }
+        let bound = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        let phase = pod.pointer("/status/phase").and_then(Value::as_str);
+        if !bound || matches!(phase, Some("Succeeded" | "Failed")) {
+            return None;
+        }
+        Some(grace.unwrap_or_else(|| {
+            pod.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(30)
+        }))
+    }
+
+    pub(super) fn delete_locked(
         &self,
         st: &mut State,
         rt: &ResourceType,
         ns: &str,
         name: &str,
         current: &Arc<Value>,
-        propagation: Propagation,
-        uid: &str,
+        opts: &DeleteOptions,
     ) -> Arc<Value> {
-        if propagation == Propagation::Orphan {
-            self.orphan_dependents(st, uid);
+        let uid = meta(current, "uid").unwrap_or_default();
+        if opts.propagation == Propagation::Orphan {
+            self.orphan_dependents(st, &uid);
         }
         let is_namespace = rt.plural == "namespaces" && rt.group.is_empty();
         let mut fins = finalizers(current);
-        if propagation == Propagation::Foreground
+        if opts.propagation == Propagation::Foreground
             && !is_deleting(current)
-            && Self::has_dependents(st, uid)
+            && Self::has_dependents(st, &uid)
         {
             fins.push(FOREGROUND.into());
         }
-        if is_namespace || !fins.is_empty() {
+        let graceful = Self::graceful_pod(rt, current, opts.grace);
+        if is_namespace || !fins.is_empty() || graceful.is_some() {
             if is_deleting(current) && !is_namespace {
+                // A pod's deletion confirmed while finalizers still hold it: it goes as
+                // soon as they are removed.
+                let pending_grace = current
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                if opts.grace == Some(0) && pending_grace != 0 {
+                    let mut next = (**current).clone();
+                    metadata_mut(&mut next).insert("deletionGracePeriodSeconds".into(), json!(0));
+                    return self.commit(st, rt, ns, name, next, EventType::Modified);
+                }
                 return current.clone();
             }
             let mut next = (**current).clone();
             let m = metadata_mut(&mut next);
             if !m.contains_key("deletionTimestamp") {
-                m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
-                m.insert("deletionGracePeriodSeconds".into(), json!(0));
+                let grace = graceful.unwrap_or(0);
+                let at = chrono::Utc::now() + chrono::Duration::seconds(grace);
+                m.insert(
+                    "deletionTimestamp".into(),
+                    json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                );
+                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
             }
             m.insert("finalizers".into(), json!(fins));
             if fins.is_empty() {
@@ -779,7 +725,7 @@ impl Store {
         self.commit(st, rt, ns, name, (**current).clone(), EventType::Deleted)
     }
 
-    fn has_dependents(st: &State, uid: &str) -> bool {
+    pub(super) fn has_dependents(st: &State, uid: &str) -> bool {
         st.objects
             .values()
             .flat_map(BTreeMap::values)
@@ -804,131 +750,5 @@ impl Store {
                 self.commit(st, &rt, &ons, &oname, n, EventType::Modified);
             }
         }
-    }
-
-    /// One pass of the namespace controller and the garbage collector. Returns whether
-    /// it changed anything (the caller repeats until it does not).
-    pub fn collect_once(&self) -> bool {
-        let mut st = self.lock();
-        let mut live_uids = HashSet::new();
-        for o in st.objects.values().flat_map(BTreeMap::values) {
-            if let Some(u) = meta(o, "uid") {
-                live_uids.insert(u);
-            }
-        }
-        // (type, ns, name, what to do)
-        enum Todo {
-            Delete,
-            DropForeground,
-            RemoveNamespace,
-        }
-        let mut todo: Vec<(TypeKey, String, String, Todo)> = Vec::new();
-        let ns_key: TypeKey = (String::new(), "v1".into(), "namespaces".into());
-        let terminating: HashSet<String> = st
-            .objects
-            .get(&ns_key)
-            .map(|m| {
-                m.values()
-                    .filter(|n| is_deleting(n))
-                    .filter_map(|n| meta(n, "name"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut nonempty = HashSet::new();
-        let foreground_owners: HashSet<String> = st
-            .objects
-            .values()
-            .flat_map(BTreeMap::values)
-            .filter(|o| is_deleting(o) && finalizers(o).iter().any(|f| f == FOREGROUND))
-            .filter_map(|o| meta(o, "uid"))
-            .collect();
-        let mut owners_with_dependents = HashSet::new();
-        for (key, objs) in &st.objects {
-            for ((ons, oname), o) in objs {
-                if !ons.is_empty() {
-                    nonempty.insert(ons.clone());
-                }
-                let owners = owner_uids(o);
-                for u in &owners {
-                    owners_with_dependents.insert(u.clone());
-                }
-                if is_deleting(o) {
-                    continue;
-                }
-                let in_terminating = !ons.is_empty() && terminating.contains(ons);
-                let owners_gone =
-                    !owners.is_empty() && owners.iter().all(|u| !live_uids.contains(u));
-                let owner_foreground = owners.iter().any(|u| foreground_owners.contains(u));
-                if in_terminating || owners_gone || owner_foreground {
-                    todo.push((key.clone(), ons.clone(), oname.clone(), Todo::Delete));
-                }
-            }
-        }
-        for (key, objs) in &st.objects {
-            for ((ons, oname), o) in objs {
-                if let Some(u) = meta(o, "uid")
-                    && foreground_owners.contains(&u)
-                    && !owners_with_dependents.contains(&u)
-                {
-                    todo.push((
-                        key.clone(),
-                        ons.clone(),
-                        oname.clone(),
-                        Todo::DropForeground,
-                    ));
-                }
-            }
-        }
-        for ns in &terminating {
-            if !nonempty.contains(ns) {
-                todo.push((
-                    ns_key.clone(),
-                    String::new(),
-                    ns.clone(),
-                    Todo::RemoveNamespace,
-                ));
-            }
-        }
-        let changed = !todo.is_empty();
-        for (key, ons, oname, what) in todo {
-            let Some(rt) = st.types.get(&key).cloned() else {
-                continue;
-            };
-            let Some(cur) = st
-                .objects
-                .get(&key)
-                .and_then(|m| m.get(&(ons.clone(), oname.clone())))
-                .cloned()
-            else {
-                continue;
-            };
-            match what {
-                Todo::Delete => {
-                    let uid = meta(&cur, "uid").unwrap_or_default();
-                    self.delete_locked(
-                        &mut st,
-                        &rt,
-                        &ons,
-                        &oname,
-                        &cur,
-                        Propagation::Background,
-                        &uid,
-                    );
-                }
-                Todo::DropForeground => {
-                    let mut n = (*cur).clone();
-                    if let Some(Value::Array(fs)) = n.pointer_mut("/metadata/finalizers") {
-                        fs.retain(|f| f.as_str() != Some(FOREGROUND));
-                    }
-                    let _ = self.update_locked(&mut st, &rt, &ons, &oname, &cur, n, Part::Main);
-                }
-                Todo::RemoveNamespace => {
-                    if finalizers(&cur).is_empty() {
-                        self.commit(&mut st, &rt, "", &oname, (*cur).clone(), EventType::Deleted);
-                    }
-                }
-            }
-        }
-        changed
     }
 }

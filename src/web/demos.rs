@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -130,8 +130,17 @@ fn owner_label(owner: &str) -> String {
 
 /// Whether the owner holds more than `limit` active demos, counted at the API server.
 /// A count that cannot be had (after retries) counts as "not over".
-async fn over_limit(api: &Api<Demo>, owner_hash: &str, owner: &str, limit: usize) -> bool {
-    let lp = ListParams::default().labels(&format!("{OWNER_LABEL}={owner_hash}"));
+async fn over_limit(
+    api: &Api<Demo>,
+    instance: &Instance,
+    owner_hash: &str,
+    owner: &str,
+    limit: usize,
+) -> bool {
+    let lp = ListParams::default().labels(&format!(
+        "{OWNER_LABEL}={owner_hash},{}",
+        instance.selector()
+    ));
     match retry(|| api.list(&lp)).await {
         Ok(list) => {
             let active = list
@@ -169,12 +178,39 @@ where
     Err(last.expect("three attempts were made"))
 }
 
-/// A demo's name: random, or derived from (owner, Idempotency-Key) so that a retried
-/// or double-clicked request lands on the same demo even across replicas.
-fn demo_name(owner: &str, key: Option<&str>) -> String {
+/// Read-modify-write of a Demo's spec at the API server, guarded by its
+/// resourceVersion and retried on conflict: `f` sees the stored Demo (never the cache)
+/// and returns the spec fields to merge, so concurrent changes never lose one another.
+pub(super) async fn update_spec(
+    s: &AppState,
+    name: &str,
+    f: impl Fn(&Demo) -> Result<serde_json::Value, ApiError>,
+) -> Result<Demo, ApiError> {
+    let api: Api<Demo> = Api::all(s.client.clone());
+    for _ in 0..5 {
+        let d = api.get(name).await?;
+        let spec = f(&d)?;
+        let patch = json!({"metadata": {"resourceVersion": d.resource_version()}, "spec": spec});
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(d) => return Ok(d),
+            Err(e) if crate::k8s::is_conflict(&e) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::conflict("the demo kept changing; try again"))
+}
+
+/// A demo's name: random, or derived from (instance, owner, Idempotency-Key) so that a
+/// retried or double-clicked request lands on the same demo even across replicas.
+fn demo_name(instance: &Instance, owner: &str, key: Option<&str>) -> String {
     match key {
         Some(k) => {
-            let h = hex::encode(Sha256::digest(format!("{owner}\n{k}").as_bytes()));
+            let h = hex::encode(Sha256::digest(
+                format!("{}\n{owner}\n{k}", instance.name()).as_bytes(),
+            ));
             format!("{NAME_PREFIX}{}", &h[..10])
         }
         None => format!(
@@ -245,7 +281,7 @@ pub async fn start_demo(
                 ApiError::bad_request(e)
             }
         })?;
-    let name = demo_name(&user.name, key);
+    let name = demo_name(&s.instance, &user.name, key);
     let api: Api<Demo> = Api::all(s.client.clone());
 
     // One start at a time per replica, so the per-user limit holds under a burst.
@@ -308,7 +344,13 @@ pub async fn start_demo(
         },
     );
     let owner = owner_label(&user.name);
-    demo.metadata.labels = Some([(OWNER_LABEL.to_string(), owner.clone())].into());
+    demo.metadata.labels = Some(
+        [
+            (OWNER_LABEL.to_string(), owner.clone()),
+            (INSTANCE_LABEL.to_string(), s.instance.name().to_string()),
+        ]
+        .into(),
+    );
     let created = match api.create(&PostParams::default(), &demo).await {
         Ok(d) => d,
         Err(e) if crate::k8s::is_already_exists(&e) && key.is_some() => {
@@ -324,7 +366,7 @@ pub async fn start_demo(
     // The demo exists from here on: an error now must not be reported as "not started"
     // (the caller would start another one), so the recount is retried and, if the API
     // server keeps failing, the demo is kept.
-    if over_limit(&api, &owner, &user.name, limit).await {
+    if over_limit(&api, &s.instance, &owner, &user.name, limit).await {
         if retry(|| request_delete(&s.client, &name)).await.is_ok() {
             return Err(ApiError::too_many(format!(
                 "you already have {limit} active demos (limit {limit}); delete one first"
@@ -432,14 +474,15 @@ pub mod ops {
             .get(&d.spec.template)
             .map(|t| t.lifecycle.max_extension)
             .unwrap_or_default();
-        let total = lifecycle::extend(lease::extension(&d), by, max, user.is_admin())
-            .map_err(ApiError::unprocessable)?;
-        Ok(patch_spec(
-            &s.client,
-            name,
-            json!({"lifecycle": {"extension": duration::format(total)}}),
-        )
-        .await?)
+        // The total is computed from the stored demo, not the cache: two extensions
+        // at once must add up, never overwrite one another.
+        update_spec(s, name, |fresh| {
+            refuse_if_gone(fresh, "extend")?;
+            let total = lifecycle::extend(lease::extension(fresh), by, max, user.is_admin())
+                .map_err(ApiError::unprocessable)?;
+            Ok(json!({"lifecycle": {"extension": duration::format(total)}}))
+        })
+        .await
     }
 
     pub async fn delete(s: &AppState, user: &User, name: &str) -> Result<Demo, ApiError> {

@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -74,29 +74,18 @@ pub fn views(d: &Demo, s: &AppState) -> Vec<LinkView> {
         .collect()
 }
 
-/// Changes a demo's links with optimistic concurrency (resourceVersion), retrying on
-/// conflict so two concurrent edits never lose one another.
+/// Changes a demo's links without losing a concurrent change (see `update_spec`).
 async fn modify_links(
     s: &AppState,
     name: &str,
     f: impl Fn(&Demo, &mut Vec<ShareLinkSpec>) -> Result<(), ApiError>,
 ) -> Result<Demo, ApiError> {
-    let api: Api<Demo> = Api::all(s.client.clone());
-    for _ in 0..5 {
-        let d = api.get(name).await?;
+    super::demos::update_spec(s, name, |d| {
         let mut links = d.spec.share_links.clone();
-        f(&d, &mut links)?;
-        let patch = json!({"metadata": {"resourceVersion": d.resource_version()}, "spec": {"shareLinks": links}});
-        match api
-            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-        {
-            Ok(d) => return Ok(d),
-            Err(e) if crate::k8s::is_conflict(&e) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ApiError::conflict("the demo kept changing; try again"))
+        f(d, &mut links)?;
+        Ok(json!({"shareLinks": links}))
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize, Default)]

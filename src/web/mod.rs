@@ -91,6 +91,8 @@ pub struct AppState {
     pub sso: Arc<Sso>,
     pub share_guard: Arc<share::FailureLimiter>,
     pub proxy: Arc<proxy::Upstreams>,
+    /// The installation this replica belongs to; it sees only that one's demos.
+    pub instance: crate::cluster::crd::Instance,
 }
 
 async fn count_errors(

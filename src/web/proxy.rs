@@ -11,7 +11,6 @@ use crate::cluster::actions::{namespace_of, patch_spec, vcluster_of};
 use crate::cluster::crd::{Demo, DesiredState};
 use crate::domain::lifecycle::Phase;
 use crate::domain::share::Inactive;
-use crate::sim::agent::ADDRESS_ANNOTATION;
 use askama::Template;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -21,77 +20,65 @@ use axum::response::{IntoResponse, Redirect, Response};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
-use kube::api::Api;
 use serde_json::json;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 pub const LINK_COOKIE: &str = "showroom_link";
 /// Paths under this prefix on a link host are showroom's own (status, assets).
 const OWN: &str = "/_showroom";
 
+/// Where the dev and test worlds serve what a cluster's DNS would resolve: given the
+/// entrypoint's host name and port, the socket address to connect to instead. Only
+/// `showroom dev` and the tests install one; production resolves through DNS.
+pub type UpstreamOverride = Arc<dyn Fn(&str, u16) -> Option<SocketAddr> + Send + Sync>;
+
 pub struct Upstreams {
     http: HttpClient<HttpConnector, Body>,
-    cache: Mutex<HashMap<String, (String, Instant)>>,
+    overrides: Option<UpstreamOverride>,
 }
 
 impl Default for Upstreams {
     fn default() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        Upstreams {
-            http: HttpClient::builder(TokioExecutor::new()).build(connector),
-            cache: Mutex::new(HashMap::new()),
-        }
+        Self::new(None)
     }
 }
 
 impl Upstreams {
-    /// host:port of the demo's entrypoint: the synced Service `<svc>-x-<vns>-x-<vcluster>`
-    /// in the demo namespace (the simulation publishes a loopback address on it).
-    async fn resolve(&self, s: &AppState, d: &Demo) -> Option<String> {
-        let name = d.name_any();
-        if let Some((addr, at)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&name)
-            && at.elapsed() < Duration::from_secs(2)
-        {
-            return Some(addr.clone());
+    pub fn new(overrides: Option<UpstreamOverride>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        Upstreams {
+            http: HttpClient::builder(TokioExecutor::new()).build(connector),
+            overrides,
         }
-        let t = s.catalogue.get(&d.spec.template)?;
-        let ns = namespace_of(d);
-        let svc = format!(
-            "{}-x-{}-x-{}",
-            t.entrypoint.service,
-            t.entrypoint.namespace,
-            vcluster_of(d)
-        );
-        let found = Api::<Service>::namespaced(s.client.clone(), &ns)
-            .get_opt(&svc)
-            .await
-            .ok()
-            .flatten();
-        let addr = found
-            .and_then(|x| x.annotations().get(ADDRESS_ANNOTATION).cloned())
-            .unwrap_or_else(|| format!("{svc}.{ns}.svc:{}", t.entrypoint.port));
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name, (addr.clone(), Instant::now()));
-        Some(addr)
     }
 
-    fn forget(&self, demo: &str) {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(demo);
+    /// The demo's entrypoint: the Service the vcluster syncer makes for the template's
+    /// entrypoint, `<svc>-x-<vns>-x-<vcluster>.<namespace>.svc:<port>`. Derived by
+    /// showroom from the template and the Demo alone: nothing that the demo's own cluster
+    /// can write (annotations, Service fields) steers where the proxy connects.
+    fn entrypoint(s: &AppState, d: &Demo) -> Option<(String, u16)> {
+        let t = s.catalogue.get(&d.spec.template)?;
+        let host = format!(
+            "{}-x-{}-x-{}.{}.svc",
+            t.entrypoint.service,
+            t.entrypoint.namespace,
+            vcluster_of(d),
+            namespace_of(d)
+        );
+        Some((host, t.entrypoint.port))
+    }
+
+    /// host:port to connect to for an entrypoint.
+    fn connect_to(&self, host: &str, port: u16) -> String {
+        self.overrides
+            .as_ref()
+            .and_then(|f| f(host, port))
+            .map_or_else(|| format!("{host}:{port}"), |a| a.to_string())
     }
 }
 
@@ -238,7 +225,6 @@ async fn handle(s: AppState, link_id: String, req: Request) -> Response {
         _ => {
             if phase == Phase::Sleeping || d.spec.desired_state == DesiredState::Sleeping {
                 // A request to a sleeping demo wakes it (a wake is not activity).
-                s.proxy.forget(&d.name_any());
                 if d.spec.desired_state == DesiredState::Sleeping
                     && let Err(e) =
                         patch_spec(&s.client, &d.name_any(), json!({"desiredState": "Running"}))
@@ -333,9 +319,10 @@ fn bad_gateway() -> Response {
 }
 
 async fn forward(s: &AppState, d: &Demo, mut req: Request) -> Response {
-    let Some(addr) = s.proxy.resolve(s, d).await else {
+    let Some((host_name, port)) = Upstreams::entrypoint(s, d) else {
         return bad_gateway();
     };
+    let addr = s.proxy.connect_to(&host_name, port);
     let upgrade = req.headers().contains_key(header::UPGRADE);
     let host = req.headers().get(header::HOST).cloned();
     let pq = req
@@ -357,7 +344,7 @@ async fn forward(s: &AppState, d: &Demo, mut req: Request) -> Response {
         "x-forwarded-proto",
         HeaderValue::from_str(&s.urls.share_scheme).unwrap_or(HeaderValue::from_static("http")),
     );
-    if let Ok(v) = HeaderValue::from_str(&addr) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{host_name}:{port}")) {
         parts.headers.insert(header::HOST, v);
     }
     let upstream_req = Request::from_parts(parts, body);
@@ -377,7 +364,6 @@ async fn forward(s: &AppState, d: &Demo, mut req: Request) -> Response {
         }
         Err(e) => {
             tracing::debug!(demo = %d.name_any(), error = %e, "demo did not answer");
-            s.proxy.forget(&d.name_any());
             bad_gateway()
         }
     }

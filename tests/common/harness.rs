@@ -7,6 +7,7 @@ use showroom::app::{self, Config, Running};
 use showroom::cluster::sweeper::SweepOptions;
 use showroom::domain::template::{Catalogue, Template};
 use showroom::domain::users::{Role, UserEntry, Users, hash_token};
+use showroom::sim::agent::{App, Snapshot, Snapshots};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,32 @@ pub const SALES: &str = "token-sales-alice";
 pub const OTHER: &str = "token-sales-bob";
 pub const ADMIN: &str = "token-admin-carol";
 
-/// A template for tests: short timeouts, and a `broken` twin whose restore fails.
+/// The snapshots behind the test catalogue: `shop` boots in 300 ms, `slow` in 2 s (to
+/// watch or interrupt a start), and `broken`'s snapshot does not exist.
+pub fn publish_test_snapshots(snapshots: &Snapshots) {
+    let app = || App {
+        namespace: "shop".into(),
+        service: "storefront".into(),
+        port: 80,
+    };
+    for (url, boot) in [
+        ("oci://example.test/snap/shop:1", 300),
+        ("oci://example.test/snap/slow:1", 2000),
+    ] {
+        snapshots.publish(
+            url,
+            Snapshot {
+                apps: vec![app()],
+                restore_time: Duration::from_millis(100),
+                boot_time: Duration::from_millis(boot),
+            },
+        );
+    }
+}
+
+/// Templates for tests: short timeouts, a quota on cpu and memory with container
+/// defaults (as a real cluster needs), a `slow` twin and a `broken` one whose restore
+/// fails.
 pub fn test_catalogue() -> Arc<Catalogue> {
     let text = |name: &str, snapshot: &str| {
         format!(
@@ -31,14 +57,18 @@ lifecycle:
   maxExtension: 1h
   provisionTimeout: 60s
   wakeTimeout: 60s
-quota: {{pods: "20"}}
+quota: {{pods: "20", requests.cpu: "4", requests.memory: 8Gi, limits.cpu: "8", limits.memory: 16Gi}}
+containerDefaults:
+  requests: {{cpu: 50m, memory: 64Mi}}
+  limits: {{cpu: 500m, memory: 256Mi}}
 "#
         )
     };
     let mut cat = Catalogue::default();
     for (n, s) in [
         ("shop", "oci://example.test/snap/shop:1"),
-        ("broken", "oci://example.test/snap/fail:1"),
+        ("slow", "oci://example.test/snap/slow:1"),
+        ("broken", "oci://example.test/snap/missing:1"),
     ] {
         cat.templates
             .insert(n.into(), Template::parse(n, &text(n, s)).unwrap());
@@ -220,8 +250,21 @@ pub async fn start_showroom_with_users(
     cfg: Config,
     users: Arc<Users>,
 ) -> Running {
+    start_showroom_full(tc, cfg, users, test_catalogue()).await
+}
+
+/// Showroom as this test's instance, its proxy reaching the agent's stand-in apps.
+pub async fn start_showroom_full(
+    tc: &TestCluster,
+    cfg: Config,
+    users: Arc<Users>,
+    catalogue: Arc<Catalogue>,
+) -> Running {
     app::install_crd(&tc.client).await.unwrap();
-    let running = app::start(tc.client.clone(), test_catalogue(), users, cfg)
+    let mut cfg = cfg;
+    cfg.instance = tc.instance.clone();
+    cfg.upstream_override = Some(tc.upstream_override());
+    let running = app::start(tc.client.clone(), catalogue, users, cfg)
         .await
         .unwrap();
     let url = format!("http://{}/readyz", running.addr);

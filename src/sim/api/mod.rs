@@ -1,29 +1,37 @@
-//! The simulated API server's HTTP side: the Kubernetes REST paths, discovery,
-//! watches as newline-delimited JSON, Tables for kubectl, and fault injection.
+//! The simulated API server's HTTP side: the Kubernetes REST paths, discovery and
+//! OpenAPI documents, watches, Tables for kubectl, and fault injection. Bodies are
+//! JSON (or YAML); a protobuf body is answered 415, on which kubectl falls back to
+//! JSON, as it does with any server that cannot take protobuf.
+
+mod discovery;
+mod openapi;
+pub mod protobuf;
+mod table;
+mod watch;
 
 use super::faults::{Faults, Injected};
 use super::resources::{ResourceType, TypeKey};
-use super::selector::{Selector, fields_of, labels_of};
-use super::store::{ApiError, Part, Propagation, Store, WatchEvent};
-use axum::body::{Body, Bytes};
+use super::selector::Selector;
+use super::store::{ApiError, DeleteOptions, Part, Propagation, Store};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+pub use table::human_duration;
 
 pub struct SimApi {
     pub store: Arc<Store>,
     pub faults: Arc<Faults>,
     /// Bumped to end every open watch.
-    pub watch_epoch: watch::Sender<u64>,
+    pub watch_epoch: tokio::sync::watch::Sender<u64>,
     pub bookmark_interval: Duration,
 }
 
-fn json_response(code: u16, v: &Value) -> Response {
+pub(crate) fn json_response(code: u16, v: &Value) -> Response {
     (
         StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
         [(header::CONTENT_TYPE, "application/json")],
@@ -32,7 +40,7 @@ fn json_response(code: u16, v: &Value) -> Response {
         .into_response()
 }
 
-fn error_response(e: &ApiError) -> Response {
+pub(crate) fn error_response(e: &ApiError) -> Response {
     let mut r = json_response(e.code, &e.status_json());
     if e.code == 429 {
         r.headers_mut()
@@ -42,7 +50,7 @@ fn error_response(e: &ApiError) -> Response {
 }
 
 /// What a resource path names.
-struct Target {
+pub(crate) struct Target {
     rt: Arc<ResourceType>,
     ns: String,
     name: Option<String>,
@@ -61,9 +69,40 @@ pub async fn handle(
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
             .into_owned()
             .collect();
-    if let Some(r) = discovery(&api.store, &path) {
+    if let Some(r) = discovery::discovery(&api.store, &path) {
         return r;
     }
+    if let Some(r) = openapi::serve(&api.store, &path) {
+        return r;
+    }
+    // kubectl sends built-in kinds as protobuf: decoded here to JSON.
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let body = if content_type.starts_with("application/vnd.kubernetes.protobuf")
+        && !body.is_empty()
+    {
+        match protobuf::decode(&body) {
+            Ok(v) => Bytes::from(v.to_string()),
+            Err(protobuf::Refused::UnknownKind(what)) => {
+                return error_response(&ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (no protobuf decoding for {what})"
+                    ),
+                ));
+            }
+            Err(protobuf::Refused::Malformed(why)) => {
+                return error_response(&ApiError::bad_request(format!(
+                    "the body of the request could not be decoded: {why}"
+                )));
+            }
+        }
+    } else {
+        body
+    };
     let latency = api.faults.get().latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -103,7 +142,10 @@ pub async fn handle(
         .is_some_and(|a| a.contains("as=Table"));
     let result = match (&method, &target.name) {
         (&Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-            return watch_response(&api, &target, &query);
+            return watch::watch_response(&api, &target, &query);
+        }
+        (&Method::POST, Some(name)) if target.sub.as_deref() == Some("binding") => {
+            parse_body(&body).and_then(|b| bind(&api.store, &target, name, &b))
         }
         (&Method::GET, None) => list(&api.store, &target, &query, wants_table),
         (&Method::GET, Some(name)) => get(&api.store, &target, name, wants_table),
@@ -132,9 +174,69 @@ pub async fn handle(
         )),
     };
     match result {
-        Ok((code, v)) => json_response(code, &v),
+        Ok((code, v)) => {
+            let mut r = json_response(code, &v);
+            // The API server warns about schema formats it does not know.
+            if target.rt.plural == "customresourcedefinitions" && code < 300 {
+                for w in super::admission::schema::unknown_formats(&v) {
+                    if let Ok(h) = header::HeaderValue::from_str(&format!("299 - {w:?}")) {
+                        r.headers_mut().append("warning", h);
+                    }
+                }
+            }
+            r
+        }
         Err(e) => error_response(&e),
     }
+}
+
+/// `POST pods/{name}/binding`: what a scheduler does. A pod is bound once.
+fn bind(store: &Store, t: &Target, name: &str, body: &Value) -> Result<(u16, Value), ApiError> {
+    if !(t.rt.kind == "Pod" && t.rt.group.is_empty()) {
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
+    }
+    let node = body
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::invalid(&t.rt, name, "target.name: Required value"))?
+        .to_string();
+    store.modify(&t.rt, &t.ns, name, Part::Main, |cur| {
+        let bound = cur
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        if bound {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node {:?}", cur["spec"]["nodeName"].as_str().unwrap_or_default()),
+            ));
+        }
+        if super::object::is_deleting(cur) {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is being deleted, cannot be assigned to a host"),
+            ));
+        }
+        let mut n = cur.clone();
+        n["spec"]["nodeName"] = json!(node);
+        let now = super::object::now_rfc3339();
+        let mut conds = n["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        conds.retain(|c| c["type"] != "PodScheduled");
+        conds.push(json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": now}));
+        n["status"]["conditions"] = json!(conds);
+        Ok(n)
+    })?;
+    Ok((
+        201,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    ))
 }
 
 /// The field manager a write is recorded under.
@@ -260,18 +362,21 @@ fn get(store: &Store, t: &Target, name: &str, table: bool) -> Result<(u16, Value
     }
     part_of(t)?;
     if table {
-        return Ok((200, to_table(&t.rt, &[obj], store.current_rv())));
+        return Ok((200, table::to_table(&t.rt, &[obj], store.current_rv())));
     }
     Ok((200, (*obj).clone()))
 }
 
-fn selectors(q: &HashMap<String, String>) -> Result<(Selector, Selector), ApiError> {
+pub(crate) fn selectors(
+    rt: &ResourceType,
+    q: &HashMap<String, String>,
+) -> Result<(Selector, Selector), ApiError> {
     let labels = Selector::parse(q.get("labelSelector").map_or("", String::as_str))
         .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
     let fields = Selector::parse(q.get("fieldSelector").map_or("", String::as_str))
         .map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?;
     fields
-        .check_field_selector()
+        .check_field_selector(&rt.kind)
         .map_err(ApiError::bad_request)?;
     Ok((labels, fields))
 }
@@ -293,7 +398,7 @@ fn list(
     q: &HashMap<String, String>,
     table: bool,
 ) -> Result<(u16, Value), ApiError> {
-    let (labels, fields) = selectors(q)?;
+    let (labels, fields) = selectors(&t.rt, q)?;
     let limit = match q.get("limit") {
         Some(l) => match l.parse::<usize>() {
             Ok(0) => None,
@@ -309,7 +414,7 @@ fn list(
     let ns = (!t.ns.is_empty()).then_some(t.ns.as_str());
     let (items, rv, next) = store.list(&t.rt, ns, &labels, &fields, limit, after);
     if table {
-        return Ok((200, to_table(&t.rt, &items, rv)));
+        return Ok((200, table::to_table(&t.rt, &items, rv)));
     }
     let mut metadata = json!({"resourceVersion": rv.to_string()});
     if let Some(n) = next {
@@ -440,6 +545,9 @@ fn patch(
                 return Err(ApiError::new(409, "Conflict", msg).with_details(&t.rt, name));
             }
             let mut d = apply(cur)?;
+            for gone in super::fields::dropped_by_apply(cur, &patch, &manager) {
+                super::fields::remove_path(&mut d, &gone);
+            }
             super::fields::record(Some(cur), &mut d, Some(&patch), &manager, &av);
             Ok(d)
         })?;
@@ -455,10 +563,8 @@ fn patch(
     Ok((200, (*out).clone()))
 }
 
-fn propagation(
-    body: &Bytes,
-    q: &HashMap<String, String>,
-) -> Result<(Propagation, Option<String>), ApiError> {
+/// DeleteOptions from the query and the body.
+fn delete_options(body: &Bytes, q: &HashMap<String, String>) -> Result<DeleteOptions, ApiError> {
     let opts: Value = if body.is_empty() {
         json!({})
     } else {
@@ -469,7 +575,7 @@ fn propagation(
             .and_then(Value::as_str)
             .map(str::to_string)
     });
-    let p = match policy.as_deref() {
+    let propagation = match policy.as_deref() {
         None | Some("Background") => Propagation::Background,
         Some("Foreground") => Propagation::Foreground,
         Some("Orphan") => Propagation::Orphan,
@@ -479,11 +585,20 @@ fn propagation(
             )));
         }
     };
-    let uid = opts
-        .pointer("/preconditions/uid")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    Ok((p, uid))
+    let grace = match q.get("gracePeriodSeconds") {
+        Some(g) => Some(g.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!("gracePeriodSeconds: invalid value {g:?}"))
+        })?),
+        None => opts.get("gracePeriodSeconds").and_then(Value::as_i64),
+    };
+    Ok(DeleteOptions {
+        propagation,
+        uid: opts
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        grace,
+    })
 }
 
 fn delete(
@@ -500,8 +615,7 @@ fn delete(
             "subresources cannot be deleted",
         ));
     }
-    let (p, uid) = propagation(body, q)?;
-    let out = store.delete(&t.rt, &t.ns, name, p, uid)?;
+    let out = store.delete(&t.rt, &t.ns, name, &delete_options(body, q)?)?;
     Ok((200, (*out).clone()))
 }
 
@@ -511,8 +625,11 @@ fn delete_collection(
     body: &Bytes,
     q: &HashMap<String, String>,
 ) -> Result<(u16, Value), ApiError> {
-    let (labels, fields) = selectors(q)?;
-    let (p, _) = propagation(body, q)?;
+    let (labels, fields) = selectors(&t.rt, q)?;
+    let opts = DeleteOptions {
+        uid: None,
+        ..delete_options(body, q)?
+    };
     let ns = (!t.ns.is_empty()).then_some(t.ns.as_str());
     let (items, rv, _) = store.list(&t.rt, ns, &labels, &fields, None, None);
     let mut deleted = Vec::new();
@@ -525,7 +642,7 @@ fn delete_collection(
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if let Ok(d) = store.delete(&t.rt, ons, name, p, None) {
+        if let Ok(d) = store.delete(&t.rt, ons, name, &opts) {
             deleted.push((*d).clone());
         }
     }
@@ -533,324 +650,4 @@ fn delete_collection(
         200,
         json!({"kind": format!("{}List", t.rt.kind), "apiVersion": t.rt.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": deleted}),
     ))
-}
-
-fn watch_response(api: &Arc<SimApi>, t: &Target, q: &HashMap<String, String>) -> Response {
-    let (labels, fields) = match selectors(q) {
-        Ok(s) => s,
-        Err(e) => return error_response(&e),
-    };
-    let from = match q.get("resourceVersion").map(String::as_str) {
-        None | Some("") | Some("0") => None,
-        Some(rv) => match rv.parse::<u64>() {
-            Ok(v) => Some(v),
-            Err(_) => {
-                return error_response(&ApiError::bad_request(format!(
-                    "resourceVersion: invalid value {rv:?}"
-                )));
-            }
-        },
-    };
-    let (backlog, mut rx) = match api.store.watch(&t.rt, from) {
-        Ok(x) => x,
-        // A watch from a compacted version opens, then reports 410 as an ERROR event,
-        // which is what kube's watcher expects from a real API server.
-        Err(e) if e.code == 410 => {
-            let line = format!("{}\n", json!({"type": "ERROR", "object": e.status_json()}));
-            return Response::builder()
-                .status(200)
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(line))
-                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
-        }
-        Err(e) => return error_response(&e),
-    };
-    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|v| v == "true");
-    let timeout = q
-        .get("timeoutSeconds")
-        .and_then(|s| s.parse::<u64>().ok())
-        .map_or(Duration::from_secs(1800), Duration::from_secs);
-    let mut epoch = api.watch_epoch.subscribe();
-    epoch.mark_unchanged();
-    let key = t.rt.key();
-    let ns = t.ns.clone();
-    let rt = t.rt.clone();
-    let store = api.store.clone();
-    let interval = api.bookmark_interval;
-    let matches = move |ev: &WatchEvent| {
-        ev.key == key
-            && (ns.is_empty()
-                || ev
-                    .obj
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    == Some(ns.as_str()))
-            && labels.matches(&labels_of(&ev.obj))
-            && fields.matches(&fields_of(&ev.obj))
-    };
-    let line = |ev: &WatchEvent| {
-        let mut s = json!({"type": ev.kind.as_str(), "object": &*ev.obj}).to_string();
-        s.push('\n');
-        Bytes::from(s)
-    };
-    let stream = async_stream::stream! {
-        let mut last = from.unwrap_or(0);
-        for ev in backlog.iter().filter(|e| matches(e)) {
-            last = last.max(ev.rv);
-            yield Ok::<Bytes, std::convert::Infallible>(line(ev));
-        }
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        let mut tick = tokio::time::interval(interval);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                ev = rx.recv() => match ev {
-                    Ok(ev) => {
-                        if ev.rv > last && matches(&ev) {
-                            last = ev.rv;
-                            yield Ok(line(&ev));
-                        }
-                    }
-                    // A watcher that falls behind is closed, as the real server does.
-                    Err(_) => break,
-                },
-                _ = epoch.changed() => break,
-                _ = &mut deadline => break,
-                _ = tick.tick() => {
-                    if bookmarks {
-                        let rv = store.current_rv();
-                        let b = json!({"type": "BOOKMARK", "object": {
-                            "kind": rt.kind, "apiVersion": rt.api_version(),
-                            "metadata": {"resourceVersion": rv.to_string(), "annotations": {}}}});
-                        yield Ok(Bytes::from(format!("{b}\n")));
-                    }
-                }
-            }
-        }
-    };
-    Response::builder()
-        .status(200)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
-/// Kubernetes' short relative durations ("45s", "3m12s", "5h", "2d3h").
-pub fn human_duration(secs: i64) -> String {
-    if secs < -1 {
-        return "<invalid>".into();
-    }
-    let s = secs.max(0);
-    let (m, h, d) = (s / 60, s / 3600, s / 86400);
-    match () {
-        _ if s < 120 => format!("{s}s"),
-        _ if m < 10 => match s % 60 {
-            0 => format!("{m}m"),
-            r => format!("{m}m{r}s"),
-        },
-        _ if h < 3 => format!("{m}m"),
-        _ if h < 8 => match m % 60 {
-            0 => format!("{h}h"),
-            r => format!("{h}h{r}m"),
-        },
-        _ if h < 48 => format!("{h}h"),
-        _ if d < 8 => match h % 24 {
-            0 => format!("{d}d"),
-            r => format!("{d}d{r}h"),
-        },
-        _ => format!("{d}d"),
-    }
-}
-
-/// Evaluates the simple JSONPaths printer columns use: `.a.b`, `.a[0].b`.
-fn json_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut cur = obj;
-    for seg in path
-        .trim_start_matches('.')
-        .split('.')
-        .filter(|s| !s.is_empty())
-    {
-        let (field, index) = match seg.split_once('[') {
-            Some((f, rest)) => (f, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (seg, None),
-        };
-        if !field.is_empty() {
-            cur = cur.get(field)?;
-        }
-        if let Some(i) = index {
-            cur = cur.get(i)?;
-        }
-    }
-    Some(cur)
-}
-
-fn age_cell(v: Option<&Value>) -> Value {
-    let Some(ts) = v.and_then(Value::as_str) else {
-        return json!("<unknown>");
-    };
-    match chrono::DateTime::parse_from_rfc3339(ts) {
-        Ok(t) => json!(human_duration(
-            (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds()
-        )),
-        Err(_) => json!("<invalid>"),
-    }
-}
-
-/// Computes one Table cell from an object.
-type CellFn = Box<dyn Fn(&Value) -> Value>;
-
-fn to_table(rt: &ResourceType, items: &[Arc<Value>], rv: u64) -> Value {
-    let col = |name: &str, ty: &str, format: &str| json!({"name": name, "type": ty, "format": format, "description": "", "priority": 0});
-    let mut defs = vec![col("Name", "string", "name")];
-    let mut cells: Vec<CellFn> = vec![Box::new(|o: &Value| {
-        o.pointer("/metadata/name").cloned().unwrap_or_default()
-    })];
-    if !rt.columns.is_empty() {
-        for c in &rt.columns {
-            defs.push(json!({"name": c.name, "type": c.type_, "format": "", "description": "", "priority": c.priority}));
-            let (path, ty) = (c.json_path.clone(), c.type_.clone());
-            cells.push(Box::new(move |o: &Value| {
-                let v = json_path(o, &path);
-                match ty.as_str() {
-                    "date" => match v {
-                        Some(_) => age_cell(v),
-                        None => json!("<none>"),
-                    },
-                    _ => v.cloned().unwrap_or(json!("<none>")),
-                }
-            }));
-        }
-    } else {
-        match rt.plural.as_str() {
-            "namespaces" => {
-                defs.push(col("Status", "string", ""));
-                cells.push(Box::new(|o| {
-                    o.pointer("/status/phase")
-                        .cloned()
-                        .unwrap_or(json!("Active"))
-                }));
-            }
-            "statefulsets" => {
-                defs.push(col("Ready", "string", ""));
-                cells.push(Box::new(|o| {
-                    let ready = o
-                        .pointer("/status/readyReplicas")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(0);
-                    let want = o
-                        .pointer("/spec/replicas")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(1);
-                    json!(format!("{ready}/{want}"))
-                }));
-            }
-            "jobs" => {
-                defs.push(col("Status", "string", ""));
-                cells.push(Box::new(|o| {
-                    let conds = o
-                        .pointer("/status/conditions")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default();
-                    let s = conds
-                        .iter()
-                        .find(|c| c["status"] == "True")
-                        .and_then(|c| c["type"].as_str())
-                        .unwrap_or("Running");
-                    json!(s)
-                }));
-            }
-            "pods" => {
-                defs.push(col("Status", "string", ""));
-                cells.push(Box::new(|o| {
-                    o.pointer("/status/phase")
-                        .cloned()
-                        .unwrap_or(json!("Pending"))
-                }));
-            }
-            _ => {}
-        }
-        defs.push(col("Age", "string", ""));
-        cells.push(Box::new(|o| {
-            age_cell(o.pointer("/metadata/creationTimestamp"))
-        }));
-    }
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|o| {
-            json!({
-                "cells": cells.iter().map(|f| f(o)).collect::<Vec<_>>(),
-                "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]},
-            })
-        })
-        .collect();
-    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv.to_string()}, "columnDefinitions": defs, "rows": rows})
-}
-
-/// `/api`, `/apis`, `/api/v1`, `/apis/{g}/{v}`, `/version`.
-fn discovery(store: &Store, path: &str) -> Option<Response> {
-    let types = store.types();
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let resources = |g: &str, v: &str| {
-        let list: Vec<Value> = types
-            .iter()
-            .filter(|t| t.group == g && t.version == v)
-            .flat_map(|t| t.discovery())
-            .collect();
-        let gv = if g.is_empty() {
-            v.to_string()
-        } else {
-            format!("{g}/{v}")
-        };
-        (!list.is_empty()).then(|| json_response(200, &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list})))
-    };
-    match segs.as_slice() {
-        ["version"] => Some(json_response(
-            200,
-            &json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0-showroom-sim", "platform": "linux/amd64"}),
-        )),
-        ["api"] => Some(json_response(
-            200,
-            &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
-        )),
-        ["api", v] => Some(resources("", v).unwrap_or_else(|| {
-            error_response(&ApiError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            ))
-        })),
-        ["apis"] => {
-            let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for t in types.iter().filter(|t| !t.group.is_empty()) {
-                let vs = groups.entry(t.group.clone()).or_default();
-                if !vs.contains(&t.version) {
-                    vs.push(t.version.clone());
-                }
-            }
-            let list: Vec<Value> = groups
-                .iter()
-                .map(|(g, vs)| {
-                    let versions: Vec<Value> = vs
-                        .iter()
-                        .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
-                        .collect();
-                    json!({"name": g, "versions": versions, "preferredVersion": versions[0]})
-                })
-                .collect();
-            Some(json_response(
-                200,
-                &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": list}),
-            ))
-        }
-        ["apis", g, v] => Some(resources(g, v).unwrap_or_else(|| {
-            error_response(&ApiError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            ))
-        })),
-        _ => None,
-    }
 }

@@ -1,0 +1,254 @@
+//! The admission plugins that stand between a pod and its namespace: ServiceAccount
+//! (the pod's account must exist), LimitRanger (containers that name no resources get
+//! the namespace's defaults) and ResourceQuota (a pod that would pass a hard limit, or
+//! that names no value for a limited resource, is refused).
+
+use crate::domain::quantity::Quantity;
+use crate::sim::error::ApiError;
+use crate::sim::object::{is_deleting, meta};
+use crate::sim::store::State;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+fn forbidden(pod: &Value, why: String) -> ApiError {
+    let name = meta(pod, "name").unwrap_or_default();
+    ApiError::new(
+        403,
+        "Forbidden",
+        format!("pods \"{name}\" is forbidden: {why}"),
+    )
+}
+
+/// The ServiceAccount plugin: the pod runs as `default` unless it names another, and
+/// that account must exist.
+pub fn service_account(st: &State, ns: &str, pod: &mut Value) -> Result<(), ApiError> {
+    let spec = &mut pod["spec"];
+    let sa = spec["serviceAccountName"]
+        .as_str()
+        .or(spec["serviceAccount"].as_str())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default")
+        .to_string();
+    spec["serviceAccountName"] = json!(sa);
+    spec["serviceAccount"] = json!(sa);
+    let exists = st
+        .objects_of("", "serviceaccounts", Some(ns))
+        .any(|a| meta(a, "name").as_deref() == Some(sa.as_str()));
+    if !exists {
+        return Err(forbidden(
+            pod,
+            format!(
+                "error looking up service account {ns}/{sa}: serviceaccount \"{sa}\" not found"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The LimitRanger plugin: fills in missing requests and limits of each container from
+/// the namespace's LimitRanges (`default` for limits, `defaultRequest` for requests).
+pub fn limit_ranges(st: &State, ns: &str, pod: &mut Value) {
+    let mut set: Vec<String> = Vec::new();
+    for lr in st.objects_of("", "limitranges", Some(ns)) {
+        for item in lr["spec"]["limits"].as_array().into_iter().flatten() {
+            if item["type"] != "Container" {
+                continue;
+            }
+            let Some(Value::Array(containers)) = pod.pointer_mut("/spec/containers") else {
+                continue;
+            };
+            for c in containers.iter_mut() {
+                let cname = c["name"].as_str().unwrap_or_default().to_string();
+                if !c["resources"].is_object() {
+                    c["resources"] = json!({});
+                }
+                let mut filled = Vec::new();
+                for (part, from) in [("limits", "default"), ("requests", "defaultRequest")] {
+                    for (k, v) in item[from].as_object().into_iter().flatten() {
+                        if !c["resources"][part].is_object() {
+                            c["resources"][part] = json!({});
+                        }
+                        if c["resources"][part].get(k).is_none() {
+                            c["resources"][part][k] = v.clone();
+                            filled.push(format!(
+                                "{k} {}",
+                                if part == "limits" { "limit" } else { "request" }
+                            ));
+                        }
+                    }
+                }
+                // A request left out defaults to the limit.
+                let limits = c["resources"]["limits"].clone();
+                for (k, v) in limits.as_object().into_iter().flatten() {
+                    if !c["resources"]["requests"].is_object() {
+                        c["resources"]["requests"] = json!({});
+                    }
+                    if c["resources"]["requests"].get(k).is_none() {
+                        c["resources"]["requests"][k] = v.clone();
+                        filled.push(format!("{k} request"));
+                    }
+                }
+                if !filled.is_empty() {
+                    set.push(format!("{} for container {cname}", filled.join(", ")));
+                }
+            }
+        }
+    }
+    if !set.is_empty() {
+        if !pod["metadata"]["annotations"].is_object() {
+            pod["metadata"]["annotations"] = json!({});
+        }
+        pod["metadata"]["annotations"]["kubernetes.io/limit-ranger"] =
+            json!(format!("LimitRanger plugin set: {}", set.join("; ")));
+    }
+}
+
+/// What one pod counts against each compute key (None: a container names no value).
+fn pod_usage(pod: &Value, key: &str) -> Option<Option<Quantity>> {
+    if key == "pods" || key == "count/pods" {
+        return Some(Some(Quantity::parse("1").expect("1 is a quantity")));
+    }
+    let (part, res) = match key.split_once('.') {
+        Some(("requests", r)) => ("requests", r),
+        Some(("limits", r)) => ("limits", r),
+        None if matches!(key, "cpu" | "memory" | "ephemeral-storage") => ("requests", key),
+        _ => return None,
+    };
+    if !matches!(res, "cpu" | "memory" | "ephemeral-storage") {
+        return None;
+    }
+    let mut total = Quantity::default();
+    for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+        let v = &c["resources"][part][res];
+        let q = match v {
+            Value::String(s) => Quantity::parse(s).ok(),
+            Value::Number(n) => Quantity::parse(&n.to_string()).ok(),
+            _ => None,
+        };
+        match q {
+            Some(q) => total = total + q,
+            None => return Some(None),
+        }
+    }
+    Some(Some(total))
+}
+
+/// Pods that count against a quota: not finished, and not past their deletion.
+fn counts(pod: &Value) -> bool {
+    let finished = matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
+    let confirmed_gone =
+        is_deleting(pod) && pod["metadata"]["deletionGracePeriodSeconds"].as_i64() == Some(0);
+    !(finished || confirmed_gone)
+}
+
+/// Usage of every key a namespace's quotas limit, over its live pods.
+pub fn usage(st: &State, ns: &str, keys: &[String]) -> BTreeMap<String, Quantity> {
+    let mut used: BTreeMap<String, Quantity> = keys
+        .iter()
+        .map(|k| (k.clone(), Quantity::default()))
+        .collect();
+    for pod in st.objects_of("", "pods", Some(ns)).filter(|p| counts(p)) {
+        for k in keys {
+            if let Some(Some(q)) = pod_usage(pod, k) {
+                let e = used.entry(k.clone()).or_default();
+                *e = *e + q;
+            }
+        }
+    }
+    used
+}
+
+fn hard_of(quota: &Value) -> BTreeMap<String, Quantity> {
+    quota["spec"]["hard"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| {
+            let s = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            Some((k.clone(), Quantity::parse(&s).ok()?))
+        })
+        .collect()
+}
+
+/// The ResourceQuota plugin for a new pod.
+pub fn admit_pod(st: &State, ns: &str, pod: &Value) -> Result<(), ApiError> {
+    for quota in st.objects_of("", "resourcequotas", Some(ns)) {
+        let qname = meta(quota, "name").unwrap_or_default();
+        let hard = hard_of(quota);
+        let keys: Vec<String> = hard.keys().cloned().collect();
+        // Resources the quota limits that the pod names no value for.
+        let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for k in &keys {
+            if let Some(None) = pod_usage(pod, k) {
+                let res = k.split_once('.').map_or(k.as_str(), |x| x.1);
+                let part = k.split_once('.').map_or("requests", |x| x.0);
+                for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+                    if c["resources"][part][res].is_null() {
+                        missing
+                            .entry(k.clone())
+                            .or_default()
+                            .push(c["name"].as_str().unwrap_or_default().to_string());
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let parts: Vec<String> = missing
+                .iter()
+                .map(|(k, cs)| format!("{k} for: {}", cs.join(",")))
+                .collect();
+            return Err(forbidden(
+                pod,
+                format!("failed quota: {qname}: must specify {}", parts.join("; ")),
+            ));
+        }
+        let used = usage(st, ns, &keys);
+        let mut over = Vec::new();
+        for (k, limit) in &hard {
+            if let Some(Some(want)) = pod_usage(pod, k) {
+                let now = used.get(k).copied().unwrap_or_default();
+                if now + want > *limit {
+                    over.push(k.clone());
+                }
+            }
+        }
+        if !over.is_empty() {
+            let fmt = |f: &dyn Fn(&String) -> String| {
+                over.iter()
+                    .map(|k| format!("{k}={}", f(k)))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let show = |q: Quantity| format_quantity(q);
+            let requested = fmt(&|k| pod_usage(pod, k).flatten().map(show).unwrap_or_default());
+            let used_s = fmt(&|k| show(used.get(k).copied().unwrap_or_default()));
+            let limited = fmt(&|k| show(hard[k]));
+            return Err(forbidden(
+                pod,
+                format!(
+                    "exceeded quota: {qname}, requested: {requested}, used: {used_s}, limited: {limited}"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A quantity as Kubernetes prints it: whole units, or thousandths ("500m"), or binary
+/// multiples for large whole numbers.
+pub fn format_quantity(q: Quantity) -> String {
+    let m = q.millis();
+    if m % 1000 != 0 {
+        return format!("{m}m");
+    }
+    let n = m / 1000;
+    for (suffix, unit) in [("Gi", 1i128 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
+        if n >= unit && n % unit == 0 {
+            return format!("{}{suffix}", n / unit);
+        }
+    }
+    n.to_string()
+}

@@ -1,0 +1,304 @@
+//! The node: what a scheduler and a kubelet do, through the API only. It registers a
+//! Node and renews its heartbeat Lease, binds unscheduled pods to it, and reports the
+//! status of its pods: Running and Ready after the start-up time, or, for a Job's pod,
+//! Succeeded or Failed once its command (the simulated vcluster CLI) has run. Deleted
+//! pods are confirmed gone, as a kubelet does once their containers stopped.
+
+use super::snapshots::Snapshots;
+use super::vcluster::{self, RESTORED_FROM};
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Kubelet {
+    pub client: Client,
+    pub node: String,
+    pub snapshots: Arc<Snapshots>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Error(#[from] kube::Error);
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+fn micro_now() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Microsecond)
+        .unwrap_or_else(|_| jiff::Timestamp::now())
+        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+        .to_string()
+}
+
+fn node_conditions() -> Value {
+    let t = now();
+    let c = |type_: &str, status: &str, reason: &str| {
+        json!({"type": type_, "status": status, "reason": reason, "message": "showroom agent",
+            "lastHeartbeatTime": t, "lastTransitionTime": t})
+    };
+    json!([
+        c("MemoryPressure", "False", "KubeletHasSufficientMemory"),
+        c("DiskPressure", "False", "KubeletHasNoDiskPressure"),
+        c("PIDPressure", "False", "KubeletHasSufficientPID"),
+        c("Ready", "True", "KubeletReady"),
+    ])
+}
+
+impl Kubelet {
+    /// Registers the Node (or takes over one of the same name) and reports it Ready.
+    pub async fn register(&self) -> Result<(), kube::Error> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": self.node,
+            "labels": {"kubernetes.io/hostname": self.node, "kubernetes.io/os": "linux",
+                       "kubernetes.io/arch": "amd64", "showroom.dev/agent": "true"}}}))
+        .map_err(kube::Error::SerdeError)?;
+        crate::k8s::create_if_absent(&nodes, &node).await?;
+        let capacity =
+            json!({"cpu": "64", "memory": "256Gi", "pods": "100000", "ephemeral-storage": "1Ti"});
+        nodes
+            .patch_status(
+                &self.node,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {
+                    "conditions": node_conditions(), "capacity": capacity, "allocatable": capacity,
+                    "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": self.node}],
+                    "nodeInfo": {"kubeletVersion": "v1.36.2-showroom-agent", "kubeProxyVersion": "", "operatingSystem": "linux",
+                        "architecture": "amd64", "containerRuntimeVersion": "showroom://1", "osImage": "showroom agent",
+                        "kernelVersion": "", "machineID": "", "systemUUID": "", "bootID": ""},
+                }})),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Renews the node's Lease every 10 s and its Ready condition every minute, so the
+    /// node lifecycle controller keeps the node Ready.
+    pub async fn heartbeat(self: Arc<Self>) {
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), "kube-node-lease");
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let mut beats = 0u64;
+        loop {
+            let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": self.node},
+                "spec": {"holderIdentity": self.node, "leaseDurationSeconds": 40, "renewTime": micro_now()}});
+            if let Err(e) = leases
+                .patch(
+                    &self.node,
+                    &PatchParams::apply("showroom-agent").force(),
+                    &Patch::Apply(&lease),
+                )
+                .await
+            {
+                tracing::debug!(error = %e, "agent: node lease not renewed");
+            }
+            if beats.is_multiple_of(6) {
+                let _ = nodes
+                    .patch_status(
+                        &self.node,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"status": {"conditions": node_conditions()}})),
+                    )
+                    .await;
+            }
+            beats += 1;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+    }
+
+    /// Schedules and runs pods until the stream ends (it does not).
+    pub async fn run(self: Arc<Self>) {
+        Controller::new(
+            Api::<Pod>::all(self.client.clone()),
+            watcher::Config::default(),
+        )
+        .with_config(kube::runtime::controller::Config::default().concurrency(32))
+        .run(reconcile, error_policy, self)
+        .for_each(|_| async {})
+        .await;
+    }
+
+    /// How long the pod's containers take to start (or, for a Job's pod, to run).
+    async fn startup_time(&self, pod: &Pod) -> Duration {
+        let cmd = vcluster::command_line(pod);
+        if let Some(call) = vcluster::parse_create(&cmd) {
+            return call
+                .restore
+                .and_then(|u| self.snapshots.get(&u))
+                .map_or(Duration::ZERO, |s| s.restore_time);
+        }
+        let labels = pod.labels();
+        if labels.get("app").map(String::as_str) == Some("vcluster")
+            && let Some(release) = labels.get("release")
+        {
+            let secrets: Api<Secret> =
+                Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+            let from = secrets
+                .get_opt(&format!("vc-config-{release}"))
+                .await
+                .ok()
+                .flatten()
+                .and_then(|s| s.annotations().get(RESTORED_FROM).cloned());
+            return from
+                .and_then(|u| self.snapshots.get(&u))
+                .map_or(Duration::ZERO, |s| s.boot_time);
+        }
+        Duration::ZERO
+    }
+}
+
+fn error_policy(_pod: Arc<Pod>, err: &Error, _k: Arc<Kubelet>) -> Action {
+    tracing::debug!(error = %err, "agent: pod step failed; retrying");
+    Action::requeue(Duration::from_millis(200 + fastrand::u64(..300)))
+}
+
+fn is_job_pod(pod: &Pod) -> bool {
+    pod.owner_references()
+        .iter()
+        .any(|o| o.kind == "Job" && o.controller == Some(true))
+}
+
+fn ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn pod_conditions(ready: bool, reason: Option<&str>) -> Value {
+    let t = now();
+    let c = |type_: &str, ok: bool| {
+        let mut v = json!({"type": type_, "status": if ok { "True" } else { "False" }, "lastTransitionTime": t});
+        if !ok && let Some(r) = reason {
+            v["reason"] = json!(r);
+        }
+        v
+    };
+    json!([
+        c("PodReadyToStartContainers", true),
+        c("Initialized", true),
+        c("Ready", ready),
+        c("ContainersReady", ready),
+        c("PodScheduled", true),
+    ])
+}
+
+fn container_statuses(pod: &Pod, state: &Value, ready: bool) -> Value {
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.clone())
+        .unwrap_or_default();
+    json!(
+        containers
+            .iter()
+            .map(
+                |c| json!({"name": c.name, "image": c.image.clone().unwrap_or_default(),
+                "imageID": "", "ready": ready, "started": ready, "restartCount": 0, "state": state})
+            )
+            .collect::<Vec<_>>()
+    )
+}
+
+async fn reconcile(pod: Arc<Pod>, k: Arc<Kubelet>) -> Result<Action, Error> {
+    let ns = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    let pods: Api<Pod> = Api::namespaced(k.client.clone(), &ns);
+    let spec = pod.spec.clone().unwrap_or_default();
+    let node = spec.node_name.clone().filter(|n| !n.is_empty());
+    if pod.metadata.deletion_timestamp.is_some() {
+        if node.as_deref() == Some(k.node.as_str()) {
+            // The containers have stopped: confirm the deletion, as the kubelet does.
+            let dp = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: pod.uid(),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match pods.delete(&name, &dp).await {
+                Ok(_) => {}
+                Err(e) if crate::k8s::is_not_found(&e) || crate::k8s::is_conflict(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        return Ok(Action::await_change());
+    }
+    let Some(node) = node else {
+        if spec
+            .scheduler_name
+            .as_deref()
+            .is_some_and(|s| s != "default-scheduler")
+        {
+            return Ok(Action::await_change());
+        }
+        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": k.node}});
+        match pods
+            .create_subresource::<_, Value>("binding", &name, &PostParams::default(), &binding)
+            .await
+        {
+            Ok(_) => {}
+            // Bound by someone else meanwhile, or gone.
+            Err(e) if crate::k8s::is_not_found(&e) || crate::k8s::is_conflict(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        return Ok(Action::await_change());
+    };
+    if node != k.node {
+        return Ok(Action::await_change());
+    }
+    let status = pod.status.clone().unwrap_or_default();
+    let phase = status.phase.clone().unwrap_or_else(|| "Pending".into());
+    if phase == "Succeeded" || phase == "Failed" || (phase == "Running" && ready(&pod)) {
+        return Ok(Action::await_change());
+    }
+    let Some(started) = status.start_time.as_ref().map(|t| t.0) else {
+        // Accepted: the clock of its start-up begins.
+        let patch = json!({"status": {"phase": "Pending", "startTime": now(), "hostIP": "127.0.0.1",
+            "conditions": pod_conditions(false, Some("ContainersNotReady")),
+            "containerStatuses": container_statuses(&pod, &json!({"waiting": {"reason": "ContainerCreating"}}), false)}});
+        pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
+        return Ok(Action::await_change());
+    };
+    let needed = k.startup_time(&pod).await;
+    let elapsed = jiff::Timestamp::now()
+        .duration_since(started)
+        .unsigned_abs();
+    if elapsed < needed {
+        return Ok(Action::requeue(needed - elapsed));
+    }
+    let t = now();
+    let patch = if is_job_pod(&pod) {
+        let cmd = vcluster::command_line(&pod);
+        let result = match vcluster::parse_create(&cmd) {
+            Some(call) => vcluster::create(&k.client, &k.snapshots, &pod, &call).await,
+            None => Ok(String::new()),
+        };
+        let (phase, code, reason, message) = match result {
+            Ok(out) => ("Succeeded", 0, "Completed", out),
+            Err(err) => ("Failed", 1, "Error", err),
+        };
+        let state = json!({"terminated": {"exitCode": code, "reason": reason, "message": message,
+            "startedAt": started.to_string(), "finishedAt": t}});
+        json!({"status": {"phase": phase, "conditions": pod_conditions(false, Some("PodCompleted")),
+            "containerStatuses": container_statuses(&pod, &state, false)}})
+    } else {
+        let state = json!({"running": {"startedAt": t}});
+        json!({"status": {"phase": "Running", "podIP": "127.0.0.1", "conditions": pod_conditions(true, None),
+            "containerStatuses": container_statuses(&pod, &state, true)}})
+    };
+    pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
+    Ok(Action::await_change())
+}

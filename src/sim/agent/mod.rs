@@ -1,0 +1,68 @@
+//! The agent: what a real cluster has outside its API server and controller manager.
+//! It plays a node (scheduler and kubelet), the vcluster CLI that a provisioning Job's
+//! pod runs, and each vcluster's syncer with a stand-in app. It talks to the API server
+//! only through a `kube::Client` and never writes a controller's status, so the same
+//! agent runs against the simulation and against a real control plane.
+
+pub mod kubelet;
+pub mod snapshots;
+pub mod standin;
+pub mod syncer;
+pub mod vcluster;
+
+use kube::Client;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+pub use snapshots::{App, Snapshot, Snapshots};
+pub use standin::StandIns;
+
+/// A running agent; its tasks stop when it is dropped.
+pub struct Agent {
+    pub node: String,
+    pub snapshots: Arc<Snapshots>,
+    pub apps: Arc<StandIns>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Agent {
+    /// Registers a node named `node` and starts serving it.
+    pub async fn start(
+        client: Client,
+        node: &str,
+        snapshots: Arc<Snapshots>,
+    ) -> Result<Agent, kube::Error> {
+        let apps = Arc::new(StandIns::default());
+        let kubelet = Arc::new(kubelet::Kubelet {
+            client: client.clone(),
+            node: node.to_string(),
+            snapshots: snapshots.clone(),
+        });
+        kubelet.register().await?;
+        let syncer = Arc::new(syncer::Syncer {
+            client,
+            node: node.to_string(),
+            snapshots: snapshots.clone(),
+            apps: apps.clone(),
+        });
+        let tasks = vec![
+            tokio::spawn(kubelet.clone().heartbeat()),
+            tokio::spawn(kubelet.run()),
+            tokio::spawn(syncer.run()),
+        ];
+        Ok(Agent {
+            node: node.to_string(),
+            snapshots,
+            apps,
+            tasks,
+        })
+    }
+}

@@ -1,0 +1,148 @@
+//! Stand-in web apps: what a snapshot's app would serve, one small page per app of a
+//! running vcluster, and the address book that maps the app's in-cluster Service name
+//! (`<svc>-x-<vns>-x-<vcluster>.<namespace>.svc:<port>`) to where the page listens.
+//! Only `showroom dev` and the tests give showroom's proxy this address book; a real
+//! cluster's DNS does the same job.
+
+use super::snapshots::App;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use tokio::task::JoinHandle;
+
+struct Running {
+    host: String,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Default)]
+pub struct StandIns {
+    /// (host namespace, vcluster) -> its running apps.
+    apps: Mutex<HashMap<(String, String), Vec<Running>>>,
+    addresses: Mutex<HashMap<String, SocketAddr>>,
+}
+
+/// The host Service the syncer makes for an app (`<svc>-x-<vns>-x-<vcluster>`).
+pub fn host_service(app: &App, vcluster: &str) -> String {
+    format!("{}-x-{}-x-{vcluster}", app.service, app.namespace)
+}
+
+impl StandIns {
+    /// Where `host:port` is served, when it is a stand-in app.
+    pub fn resolve(&self, host: &str, port: u16) -> Option<SocketAddr> {
+        self.addresses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&format!("{host}:{port}"))
+            .copied()
+    }
+
+    pub fn running(&self, ns: &str, vcluster: &str) -> bool {
+        self.apps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&(ns.to_string(), vcluster.to_string()))
+    }
+
+    /// Starts the apps of a vcluster that has just come up (once).
+    pub async fn start(&self, ns: &str, vcluster: &str, apps: &[App]) -> std::io::Result<()> {
+        if self.running(ns, vcluster) {
+            return Ok(());
+        }
+        let mut started = Vec::new();
+        for app in apps {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let host = format!("{}.{ns}.svc:{}", host_service(app, vcluster), app.port);
+            let title = format!("{ns}/{vcluster}");
+            let task = tokio::spawn(async move {
+                let _ = axum::serve(listener, page(title)).await;
+            });
+            self.addresses
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(host.clone(), addr);
+            started.push(Running { host, task });
+        }
+        self.apps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((ns.to_string(), vcluster.to_string()), started);
+        Ok(())
+    }
+
+    /// Stops a vcluster's apps (it was paused or deleted).
+    pub fn stop(&self, ns: &str, vcluster: &str) {
+        let gone = self
+            .apps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(ns.to_string(), vcluster.to_string()));
+        let mut book = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+        for r in gone.into_iter().flatten() {
+            book.remove(&r.host);
+        }
+    }
+
+    /// Stops the apps of every vcluster for which `keep` says no.
+    pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) {
+        let gone: Vec<(String, String)> = self
+            .apps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .filter(|(ns, vc)| !keep(ns, vc))
+            .cloned()
+            .collect();
+        for (ns, vc) in gone {
+            self.stop(&ns, &vc);
+        }
+    }
+}
+
+/// A small page naming the demo, standing in for the snapshot's real app.
+fn page(title: String) -> axum::Router {
+    axum::Router::new().fallback(move |mut req: axum::extract::Request| {
+        let title = title.clone();
+        async move {
+            use axum::response::IntoResponse;
+            // `Upgrade: echo` stands in for a WebSocket: after 101, bytes are echoed.
+            if req.headers().get("upgrade").is_some_and(|v| v == "echo") {
+                let on = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    if let Ok(up) = on.await {
+                        let (mut r, mut w) = tokio::io::split(hyper_util::rt::TokioIo::new(up));
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                    }
+                });
+                return (
+                    axum::http::StatusCode::SWITCHING_PROTOCOLS,
+                    [("connection", "upgrade"), ("upgrade", "echo")],
+                )
+                    .into_response();
+            }
+            let clean = |s: &str| s.replace(['<', '>', '&', '"'], "");
+            let path = clean(req.uri().path());
+            let cookies = clean(
+                req.headers()
+                    .get("cookie")
+                    .and_then(|c| c.to_str().ok())
+                    .unwrap_or(""),
+            );
+            axum::response::Html(format!(
+                "<!doctype html><html><head><title>Stand-in app: {title}</title>\
+                 <style>body{{font-family:sans-serif;margin:40px;background:#eef6ff}}</style></head><body>\
+                 <h1>Stand-in demo app</h1><p id=\"demo\">vcluster {title}</p><p>path <code id=\"path\">{path}</code></p>\
+                 <p>cookies seen by the app: <code id=\"cookies\">{cookies}</code></p>\
+                 <a id=\"products\" href=\"/products\">Products</a></body></html>"
+            ))
+            .into_response()
+        }
+    })
+}

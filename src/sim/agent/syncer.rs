@@ -1,0 +1,143 @@
+//! What a running vcluster's syncer does on the host, for each vcluster whose pod runs
+//! on this node: publishes the kubeconfig Secret `vc-NAME`, syncs the snapshot's apps
+//! as host pods labelled `vcluster.loft.sh/managed-by=NAME` and Services
+//! `<svc>-x-<vns>-x-NAME`, and serves each app (a stand-in page). When the vcluster's
+//! pod stops (paused or deleted), its apps stop too.
+
+use super::snapshots::Snapshots;
+use super::standin::{StandIns, host_service};
+use super::vcluster::RESTORED_FROM;
+use crate::k8s::create_if_absent;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Syncer {
+    pub client: Client,
+    pub node: String,
+    pub snapshots: Arc<Snapshots>,
+    pub apps: Arc<StandIns>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+}
+
+pub const MANAGED_BY: &str = "vcluster.loft.sh/managed-by";
+
+impl Syncer {
+    pub async fn run(self: Arc<Self>) {
+        let c = self.client.clone();
+        let controller = Controller::new(
+            Api::<StatefulSet>::all(c.clone()),
+            watcher::Config::default().labels("app=vcluster"),
+        )
+        .watches(
+            Api::<Pod>::all(c),
+            watcher::Config::default().labels("app=vcluster"),
+            |pod| {
+                let release = pod.labels().get("release")?.clone();
+                Some(ObjectRef::new(&release).within(&pod.namespace()?))
+            },
+        );
+        // Apps of vclusters that no longer exist stop too (their namespace was deleted).
+        let sets = controller.store();
+        let apps = self.apps.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                apps.retain(|ns, name| {
+                    sets.get(&ObjectRef::new(name).within(ns))
+                        .is_some_and(|s| s.metadata.deletion_timestamp.is_none())
+                });
+            }
+        });
+        controller
+            .run(reconcile, error_policy, self)
+            .for_each(|_| async {})
+            .await;
+    }
+}
+
+fn error_policy(_sts: Arc<StatefulSet>, err: &Error, _s: Arc<Syncer>) -> Action {
+    tracing::debug!(error = %err, "agent: syncer step failed; retrying");
+    Action::requeue(Duration::from_millis(200 + fastrand::u64(..300)))
+}
+
+/// The vcluster's own pod runs on this node and is Ready.
+fn syncer_running(pod: Option<&Pod>, node: &str) -> bool {
+    pod.is_some_and(|p| {
+        p.metadata.deletion_timestamp.is_none()
+            && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
+            && p.status.as_ref().is_some_and(|s| {
+                s.phase.as_deref() == Some("Running")
+                    && s.conditions
+                        .iter()
+                        .flatten()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+    })
+}
+
+async fn reconcile(sts: Arc<StatefulSet>, s: Arc<Syncer>) -> Result<Action, Error> {
+    let ns = sts.namespace().unwrap_or_default();
+    let name = sts.name_any();
+    let pods: Api<Pod> = Api::namespaced(s.client.clone(), &ns);
+    let pod = pods.get_opt(&format!("{name}-0")).await?;
+    let scaled_down = sts.spec.as_ref().and_then(|x| x.replicas) == Some(0);
+    if scaled_down || !syncer_running(pod.as_ref(), &s.node) {
+        s.apps.stop(&ns, &name);
+        return Ok(Action::await_change());
+    }
+    let secrets: Api<Secret> = Api::namespaced(s.client.clone(), &ns);
+    let labels = json!({"app": "vcluster", "release": name});
+    let kubeconfig = crate::sim::kubeconfig_yaml("https://localhost:8443");
+    let vc: Secret = serde_json::from_value(
+        json!({"metadata": {"name": format!("vc-{name}"), "labels": labels},
+        "stringData": {"config": kubeconfig}}),
+    )?;
+    create_if_absent(&secrets, &vc).await?;
+    let restored = secrets
+        .get_opt(&format!("vc-config-{name}"))
+        .await?
+        .and_then(|c| c.annotations().get(RESTORED_FROM).cloned());
+    let apps = restored
+        .and_then(|u| s.snapshots.get(&u))
+        .map(|snap| snap.apps)
+        .unwrap_or_default();
+    let services: Api<Service> = Api::namespaced(s.client.clone(), &ns);
+    for app in &apps {
+        let host = host_service(app, &name);
+        let labels = json!({MANAGED_BY: name, "vcluster.loft.sh/namespace": app.namespace,
+            "vcluster.loft.sh/label-app": app.service});
+        let pod: Pod = serde_json::from_value(
+            json!({"metadata": {"name": format!("{}-0-x-{}-x-{name}", app.service, app.namespace), "labels": labels},
+            "spec": {"serviceAccountName": format!("vc-workload-{name}"), "automountServiceAccountToken": false,
+                "containers": [{"name": app.service, "image": "ghcr.io/showroom-demos/stand-in:1",
+                    "ports": [{"containerPort": app.port, "protocol": "TCP"}]}]}}),
+        )?;
+        create_if_absent(&pods, &pod).await?;
+        let svc: Service = serde_json::from_value(
+            json!({"metadata": {"name": host, "labels": {MANAGED_BY: name}},
+            "spec": {"selector": labels, "ports": [{"name": "http", "port": app.port, "targetPort": app.port, "protocol": "TCP"}]}}),
+        )?;
+        create_if_absent(&services, &svc).await?;
+    }
+    s.apps.start(&ns, &name, &apps).await?;
+    // Synced pods deleted by hand come back, as the syncer would recreate them.
+    Ok(Action::requeue(Duration::from_secs(10)))
+}

@@ -1,0 +1,115 @@
+//! Watches: newline-delimited JSON events from a resourceVersion, bookmarks, 410 Gone
+//! as an ERROR event, and an end when the server drops its watches.
+
+use super::{SimApi, Target, error_response, selectors};
+use crate::sim::error::ApiError;
+use crate::sim::selector::{fields_of, labels_of};
+use crate::sim::store::WatchEvent;
+use axum::body::{Body, Bytes};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn watch_response(api: &Arc<SimApi>, t: &Target, q: &HashMap<String, String>) -> Response {
+    let (labels, fields) = match selectors(&t.rt, q) {
+        Ok(s) => s,
+        Err(e) => return error_response(&e),
+    };
+    let from = match q.get("resourceVersion").map(String::as_str) {
+        None | Some("") | Some("0") => None,
+        Some(rv) => match rv.parse::<u64>() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                return error_response(&ApiError::bad_request(format!(
+                    "resourceVersion: invalid value {rv:?}"
+                )));
+            }
+        },
+    };
+    let (backlog, mut rx) = match api.store.watch(&t.rt, from) {
+        Ok(x) => x,
+        // A watch from a compacted version opens, then reports 410 as an ERROR event,
+        // which is what kube's watcher expects from a real API server.
+        Err(e) if e.code == 410 => {
+            let line = format!("{}\n", json!({"type": "ERROR", "object": e.status_json()}));
+            return Response::builder()
+                .status(200)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(line))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        }
+        Err(e) => return error_response(&e),
+    };
+    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|v| v == "true");
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(Duration::from_secs(1800), Duration::from_secs);
+    let mut epoch = api.watch_epoch.subscribe();
+    epoch.mark_unchanged();
+    let key = t.rt.key();
+    let ns = t.ns.clone();
+    let rt = t.rt.clone();
+    let store = api.store.clone();
+    let interval = api.bookmark_interval;
+    let matches = move |ev: &WatchEvent| {
+        ev.key == key
+            && (ns.is_empty()
+                || ev
+                    .obj
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    == Some(ns.as_str()))
+            && labels.matches(&labels_of(&ev.obj))
+            && fields.matches(&fields_of(&ev.obj))
+    };
+    let line = |ev: &WatchEvent| {
+        let mut s = json!({"type": ev.kind.as_str(), "object": &*ev.obj}).to_string();
+        s.push('\n');
+        Bytes::from(s)
+    };
+    let stream = async_stream::stream! {
+        let mut last = from.unwrap_or(0);
+        for ev in backlog.iter().filter(|e| matches(e)) {
+            last = last.max(ev.rv);
+            yield Ok::<Bytes, std::convert::Infallible>(line(ev));
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(interval);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Ok(ev) => {
+                        if ev.rv > last && matches(&ev) {
+                            last = ev.rv;
+                            yield Ok(line(&ev));
+                        }
+                    }
+                    // A watcher that falls behind is closed, as the real server does.
+                    Err(_) => break,
+                },
+                _ = epoch.changed() => break,
+                _ = &mut deadline => break,
+                _ = tick.tick() => {
+                    if bookmarks {
+                        let rv = store.current_rv();
+                        let b = json!({"type": "BOOKMARK", "object": {
+                            "kind": rt.kind, "apiVersion": rt.api_version(),
+                            "metadata": {"resourceVersion": rv.to_string(), "annotations": {}}}});
+                        yield Ok(Bytes::from(format!("{b}\n")));
+                    }
+                }
+            }
+        }
+    };
+    Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}

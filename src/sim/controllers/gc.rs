@@ -1,0 +1,152 @@
+//! The namespace controller's and the garbage collector's work, in one pass over the
+//! store: contents of terminating namespaces are deleted and an emptied namespace goes;
+//! dependents whose owners are gone are deleted, foreground deletions wait for their
+//! dependents, and pods bound to a node that does not exist are removed (pod GC).
+
+use crate::sim::object::*;
+use crate::sim::resources::TypeKey;
+use crate::sim::store::{DeleteOptions, EventType, FOREGROUND, Part, Store};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+
+impl Store {
+    /// One pass of the namespace controller and the garbage collector. Returns whether
+    /// it changed anything (the caller repeats until it does not).
+    pub fn collect_once(&self) -> bool {
+        let mut st = self.lock();
+        let mut live_uids = HashSet::new();
+        for o in st.objects.values().flat_map(BTreeMap::values) {
+            if let Some(u) = meta(o, "uid") {
+                live_uids.insert(u);
+            }
+        }
+        // (type, ns, name, what to do)
+        enum Todo {
+            Delete,
+            ForceDelete,
+            DropForeground,
+            RemoveNamespace,
+        }
+        let mut todo: Vec<(TypeKey, String, String, Todo)> = Vec::new();
+        let ns_key: TypeKey = (String::new(), "v1".into(), "namespaces".into());
+        let terminating: HashSet<String> = st
+            .objects
+            .get(&ns_key)
+            .map(|m| {
+                m.values()
+                    .filter(|n| is_deleting(n))
+                    .filter_map(|n| meta(n, "name"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut nonempty = HashSet::new();
+        let foreground_owners: HashSet<String> = st
+            .objects
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter(|o| is_deleting(o) && finalizers(o).iter().any(|f| f == FOREGROUND))
+            .filter_map(|o| meta(o, "uid"))
+            .collect();
+        let mut owners_with_dependents = HashSet::new();
+        let pods_key: TypeKey = (String::new(), "v1".into(), "pods".into());
+        let nodes: HashSet<String> = st
+            .objects_of("", "nodes", None)
+            .filter_map(|n| meta(n, "name"))
+            .collect();
+        for (key, objs) in &st.objects {
+            for ((ons, oname), o) in objs {
+                // The pod garbage collector: a pod bound to a node that does not exist
+                // will never be confirmed gone by a kubelet.
+                if *key == pods_key
+                    && let Some(node) = o.pointer("/spec/nodeName").and_then(Value::as_str)
+                    && !node.is_empty()
+                    && !nodes.contains(node)
+                {
+                    todo.push((key.clone(), ons.clone(), oname.clone(), Todo::ForceDelete));
+                    continue;
+                }
+                if !ons.is_empty() {
+                    nonempty.insert(ons.clone());
+                }
+                let owners = owner_uids(o);
+                for u in &owners {
+                    owners_with_dependents.insert(u.clone());
+                }
+                if is_deleting(o) {
+                    continue;
+                }
+                let in_terminating = !ons.is_empty() && terminating.contains(ons);
+                let owners_gone =
+                    !owners.is_empty() && owners.iter().all(|u| !live_uids.contains(u));
+                let owner_foreground = owners.iter().any(|u| foreground_owners.contains(u));
+                if in_terminating || owners_gone || owner_foreground {
+                    todo.push((key.clone(), ons.clone(), oname.clone(), Todo::Delete));
+                }
+            }
+        }
+        for (key, objs) in &st.objects {
+            for ((ons, oname), o) in objs {
+                if let Some(u) = meta(o, "uid")
+                    && foreground_owners.contains(&u)
+                    && !owners_with_dependents.contains(&u)
+                {
+                    todo.push((
+                        key.clone(),
+                        ons.clone(),
+                        oname.clone(),
+                        Todo::DropForeground,
+                    ));
+                }
+            }
+        }
+        for ns in &terminating {
+            if !nonempty.contains(ns) {
+                todo.push((
+                    ns_key.clone(),
+                    String::new(),
+                    ns.clone(),
+                    Todo::RemoveNamespace,
+                ));
+            }
+        }
+        let changed = !todo.is_empty();
+        for (key, ons, oname, what) in todo {
+            let Some(rt) = st.types.get(&key).cloned() else {
+                continue;
+            };
+            let Some(cur) = st
+                .objects
+                .get(&key)
+                .and_then(|m| m.get(&(ons.clone(), oname.clone())))
+                .cloned()
+            else {
+                continue;
+            };
+            match what {
+                Todo::Delete => {
+                    self.delete_locked(&mut st, &rt, &ons, &oname, &cur, &DeleteOptions::default());
+                }
+                Todo::ForceDelete => {
+                    let opts = DeleteOptions {
+                        grace: Some(0),
+                        ..Default::default()
+                    };
+                    self.delete_locked(&mut st, &rt, &ons, &oname, &cur, &opts);
+                }
+                Todo::DropForeground => {
+                    let mut n = (*cur).clone();
+                    if let Some(Value::Array(fs)) = n.pointer_mut("/metadata/finalizers") {
+                        fs.retain(|f| f.as_str() != Some(FOREGROUND));
+                    }
+                    let _ = self.update_locked(&mut st, &rt, &ons, &oname, &cur, n, Part::Main);
+                }
+                Todo::RemoveNamespace => {
+                    if finalizers(&cur).is_empty() {
+                        self.commit(&mut st, &rt, "", &oname, (*cur).clone(), EventType::Deleted);
+                    }
+                }
+            }
+        }
+        changed
+    }
+}

@@ -1,0 +1,177 @@
+//! The simulation's controller-manager part: what showroom relies on from
+//! kube-controller-manager. Jobs run pods and get their status from them; StatefulSets
+//! keep their pods (and PVCs) and count the ready ones; namespaces get the `default`
+//! ServiceAccount and `kube-root-ca.crt`; ResourceQuotas show what is used; terminating
+//! namespaces are emptied and garbage is collected (`gc`). Like the real controllers,
+//! they react to changes and never do what the agent (the node) does.
+
+mod gc;
+mod job;
+mod namespace;
+mod quota;
+mod statefulset;
+
+use super::store::{EventType, Store, WatchEvent};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// One object for one controller to look at.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Work {
+    Job(String, String),
+    StatefulSet(String, String),
+    Namespace(String),
+    Quota(String),
+}
+
+/// The controllers, and the collector; they stop when the handles are aborted.
+pub fn start(store: Arc<Store>) -> Vec<JoinHandle<()>> {
+    let collector = store.clone();
+    vec![
+        tokio::spawn(async move {
+            loop {
+                // Repeat while there is work, but never spin on a stuck finalizer.
+                for _ in 0..20 {
+                    if !collector.collect_once() {
+                        break;
+                    }
+                }
+                tokio::select! {
+                    _ = collector.collect.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }),
+        tokio::spawn(run(store)),
+    ]
+}
+
+fn owner_of(obj: &Value, kind: &str) -> Option<String> {
+    obj.pointer("/metadata/ownerReferences")?
+        .as_array()?
+        .iter()
+        .find(|r| r["kind"] == kind && r["controller"] == Value::Bool(true))
+        .and_then(|r| r["name"].as_str())
+        .map(str::to_string)
+}
+
+fn route(ev: &WatchEvent, queue: &mut BTreeSet<Work>) {
+    let (group, _, plural) = &ev.key;
+    let ns = ev
+        .obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let name = ev
+        .obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    match (group.as_str(), plural.as_str()) {
+        ("batch", "jobs") => {
+            queue.insert(Work::Job(ns, name));
+        }
+        ("apps", "statefulsets") => {
+            queue.insert(Work::StatefulSet(ns, name));
+        }
+        ("", "pods") => {
+            if let Some(j) = owner_of(&ev.obj, "Job") {
+                queue.insert(Work::Job(ns.clone(), j));
+            }
+            if let Some(s) = owner_of(&ev.obj, "StatefulSet") {
+                queue.insert(Work::StatefulSet(ns.clone(), s));
+            }
+            queue.insert(Work::Quota(ns));
+        }
+        ("", "resourcequotas") if ev.kind != EventType::Deleted => {
+            queue.insert(Work::Quota(ns));
+        }
+        ("", "namespaces") if ev.kind != EventType::Deleted => {
+            queue.insert(Work::Namespace(name));
+        }
+        // The root-CA publisher and the ServiceAccount controller put these back.
+        ("", "configmaps" | "serviceaccounts") if ev.kind == EventType::Deleted => {
+            queue.insert(Work::Namespace(ns));
+        }
+        _ => {}
+    }
+}
+
+/// Everything, as after a start or a missed event.
+fn resync(store: &Store, queue: &mut BTreeSet<Work>) {
+    let st = store.lock();
+    let key = |o: &Value, f: &str| {
+        o.pointer(&format!("/metadata/{f}"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    for j in st.objects_of("batch", "jobs", None) {
+        queue.insert(Work::Job(key(j, "namespace"), key(j, "name")));
+    }
+    for s in st.objects_of("apps", "statefulsets", None) {
+        queue.insert(Work::StatefulSet(key(s, "namespace"), key(s, "name")));
+    }
+    for n in st.objects_of("", "namespaces", None) {
+        queue.insert(Work::Namespace(key(n, "name")));
+    }
+    for q in st.objects_of("", "resourcequotas", None) {
+        queue.insert(Work::Quota(key(q, "namespace")));
+    }
+}
+
+async fn run(store: Arc<Store>) {
+    let mut rx = store.subscribe();
+    let mut queue = BTreeSet::new();
+    let mut later: BTreeMap<Instant, BTreeSet<Work>> = BTreeMap::new();
+    resync(&store, &mut queue);
+    loop {
+        for w in std::mem::take(&mut queue) {
+            let again = match &w {
+                Work::Job(ns, name) => job::sync(&store, ns, name),
+                Work::StatefulSet(ns, name) => statefulset::sync(&store, ns, name),
+                Work::Namespace(name) => namespace::sync(&store, name),
+                Work::Quota(ns) => quota::sync(&store, ns),
+            };
+            if let Some(after) = again {
+                later.entry(Instant::now() + after).or_default().insert(w);
+            }
+        }
+        let next = later.keys().next().copied();
+        let wake = async {
+            match next {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok(ev) => {
+                    route(&ev, &mut queue);
+                    while let Ok(ev) = rx.try_recv() {
+                        route(&ev, &mut queue);
+                    }
+                }
+                Err(RecvError::Lagged(_)) => resync(&store, &mut queue),
+                Err(RecvError::Closed) => return,
+            },
+            _ = wake => {}
+            // A slow resync as a safety net.
+            _ = tokio::time::sleep(Duration::from_secs(30)) => resync(&store, &mut queue),
+        }
+        let now = Instant::now();
+        while let Some(entry) = later.first_entry() {
+            if *entry.key() > now {
+                break;
+            }
+            queue.extend(entry.remove());
+        }
+    }
+}

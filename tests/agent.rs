@@ -1,0 +1,200 @@
+//! The agent (node, vcluster CLI, syncer) on its own, with no showroom: the same code in
+//! both worlds, and nothing in it writes a controller's status.
+
+mod common;
+
+use common::{TestCluster, eventually};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Secret, Service};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(60);
+
+scenarios!(
+    a_job_runs_vcluster_create_and_the_syncer_serves_the_app,
+    a_failing_restore_fails_the_job_with_the_cli_message,
+);
+
+/// A Job as showroom's provisioner makes it, in a namespace with the values ConfigMap.
+async fn create_job(tc: &TestCluster, ns: &str, vcluster: &str, snapshot: &str) {
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(tc.client.clone(), ns);
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "values"}, "data": {"vcluster.yaml": "{}\n"}}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let job: Job = serde_json::from_value(json!({
+        "metadata": {"name": "create"},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "vcluster", "image": "ghcr.io/loft-sh/vcluster-cli:0.36.1",
+                "command": ["vcluster"],
+                "args": ["create", vcluster, "--namespace", ns, "--restore", snapshot, "-f", "/values/vcluster.yaml"],
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "volumeMounts": [{"name": "values", "mountPath": "/values"}]}],
+            "volumes": [{"name": "values", "configMap": {"name": "values"}}]}}}
+    }))
+    .unwrap();
+    Api::<Job>::namespaced(tc.client.clone(), ns)
+        .create(&PostParams::default(), &job)
+        .await
+        .unwrap();
+}
+
+async fn job_condition(tc: &TestCluster, ns: &str) -> Option<String> {
+    let job = Api::<Job>::namespaced(tc.client.clone(), ns)
+        .get("create")
+        .await
+        .ok()?;
+    job.status?
+        .conditions?
+        .into_iter()
+        .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        .map(|c| c.type_)
+}
+
+async fn a_job_runs_vcluster_create_and_the_syncer_serves_the_app(mut tc: TestCluster) {
+    let ns = tc.namespace().await;
+    create_job(&tc, &ns, "vc1", "oci://example.test/snap/shop:1").await;
+    let done = eventually(T, "the Job to finish", || job_condition(&tc, &ns)).await;
+    let pods: Api<Pod> = Api::namespaced(tc.client.clone(), &ns);
+    let seen = pods.list(&ListParams::default()).await.unwrap();
+    assert_eq!(
+        done,
+        "Complete",
+        "pods: {:?}",
+        seen.items.iter().map(|p| &p.status).collect::<Vec<_>>()
+    );
+
+    // The node the pods run on is registered and Ready.
+    let job_pod = pods
+        .list(&ListParams::default().labels("job-name=create"))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let node = job_pod.spec.unwrap().node_name.expect("job pod bound");
+    let node = Api::<Node>::all(tc.client.clone())
+        .get(&node)
+        .await
+        .unwrap();
+    assert!(
+        node.status
+            .unwrap()
+            .conditions
+            .unwrap()
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    );
+
+    // What `vcluster create` makes; the StatefulSet's controller made the PVC and pod.
+    let sets: Api<StatefulSet> = Api::namespaced(tc.client.clone(), &ns);
+    eventually(T, "the vcluster StatefulSet ready", || async {
+        let s = sets.get_opt("vc1").await.ok()??;
+        (s.status?.ready_replicas == Some(1)).then_some(())
+    })
+    .await;
+    let sts = sets.get("vc1").await.unwrap();
+    assert_eq!(sts.labels()["app"], "vcluster");
+    assert_eq!(sts.labels()["release"], "vc1");
+    for svc in ["vc1", "vc1-headless"] {
+        Api::<Service>::namespaced(tc.client.clone(), &ns)
+            .get(svc)
+            .await
+            .unwrap();
+    }
+    Api::<PersistentVolumeClaim>::namespaced(tc.client.clone(), &ns)
+        .get("data-vc1-0")
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(tc.client.clone(), &ns);
+    eventually(T, "the syncer's kubeconfig Secret", || async {
+        secrets.get_opt("vc-vc1").await.ok()?.map(|_| ())
+    })
+    .await;
+
+    // The synced app: a host pod and Service, and a page served for it.
+    eventually(T, "the synced workload pod running", || async {
+        let p = pods.get_opt("storefront-0-x-shop-x-vc1").await.ok()??;
+        (p.status?.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    Api::<Service>::namespaced(tc.client.clone(), &ns)
+        .get("storefront-x-shop-x-vc1")
+        .await
+        .unwrap();
+    let host = format!("storefront-x-shop-x-vc1.{ns}.svc");
+    let addr = eventually(T, "the stand-in app", || async {
+        tc.apps.resolve(&host, 80)
+    })
+    .await;
+    let page = reqwest_get(addr).await;
+    assert!(page.contains(&format!("vcluster {ns}/vc1")), "{page}");
+
+    // Paused like `vcluster pause`: the pod goes, and so does the app.
+    sets.patch(
+        "vc1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 0}})),
+    )
+    .await
+    .unwrap();
+    eventually(T, "the vcluster pod gone", || async {
+        pods.get_opt("vc1-0").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    eventually(T, "the app stopped", || async {
+        tc.apps.resolve(&host, 80).is_none().then_some(())
+    })
+    .await;
+}
+
+async fn a_failing_restore_fails_the_job_with_the_cli_message(mut tc: TestCluster) {
+    let ns = tc.namespace().await;
+    create_job(&tc, &ns, "vc2", "oci://example.test/snap/missing:1").await;
+    let done = eventually(T, "the Job to finish", || job_condition(&tc, &ns)).await;
+    assert_eq!(done, "Failed");
+    let pods: Api<Pod> = Api::namespaced(tc.client.clone(), &ns);
+    let pod = pods
+        .list(&ListParams::default().labels("job-name=create"))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let status = pod.status.unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    let msg = status.container_statuses.unwrap()[0]
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap()
+        .message
+        .unwrap();
+    assert!(
+        msg.contains("oci://example.test/snap/missing:1") && msg.contains("not found"),
+        "{msg}"
+    );
+    let sets: Api<StatefulSet> = Api::namespaced(tc.client.clone(), &ns);
+    assert!(sets.get_opt("vc2").await.unwrap().is_none());
+}
+
+/// One GET over a plain TCP connection: the stand-in app's page.
+async fn reqwest_get(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
