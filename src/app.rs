@@ -19,7 +19,6 @@ use kube::{Client, CustomResourceExt};
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -167,15 +166,12 @@ pub async fn start(
             }
         }
     }));
-    let ready = Arc::new(AtomicBool::new(false));
-    {
-        let (reader, ready) = (reader.clone(), ready.clone());
-        background.push(tokio::spawn(async move {
-            if reader.wait_until_ready().await.is_ok() {
-                ready.store(true, Ordering::Relaxed);
-            }
-        }));
-    }
+    let ready = Arc::new(web::health::Readiness::default());
+    background.push(tokio::spawn(watch_readiness(
+        client.clone(),
+        reader.clone(),
+        ready.clone(),
+    )));
     let activity = ActivityTracker::new(client.clone(), reader.clone(), cfg.activity_interval);
     background.push(tokio::spawn(activity.clone().flush_loop()));
 
@@ -352,6 +348,50 @@ async fn sweep_loop(ctx: Arc<controller::Context>, schedule: cron::Schedule, opt
                 tracing::warn!(error = %e, "scheduled sweep could not list; will try at the next run")
             }
         }
+    }
+}
+
+/// Marks the replica ready once the Demo cache has synced. Until then it finds out why
+/// not, and says so in the log and in `/readyz`: most often, the Demo CRD is missing.
+async fn watch_readiness(
+    client: Client,
+    cache: reflector::Store<Demo>,
+    ready: Arc<web::health::Readiness>,
+) {
+    let probe = async {
+        let demos: Api<Demo> = Api::all(client);
+        let mut last_logged: Option<(String, std::time::Instant)> = None;
+        loop {
+            let why = match demos.list(&kube::api::ListParams::default().limit(1)).await {
+                Ok(_) => "waiting for the Demo cache to sync".to_string(),
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    "the Demo CRD (demos.showroom.dev) is not installed in this cluster; \
+                     install it with `showroom crd | kubectl apply -f -` (or `kubectl apply -k deploy/`)"
+                        .to_string()
+                }
+                Err(kube::Error::Api(s)) if s.code == 403 => format!(
+                    "not allowed to list Demos ({}); check showroom's RBAC (deploy/base/rbac.yaml)",
+                    s.message
+                ),
+                Err(e) => format!("cannot reach the Kubernetes API: {e}"),
+            };
+            let repeat = last_logged
+                .as_ref()
+                .is_some_and(|(w, at)| *w == why && at.elapsed() < Duration::from_secs(60));
+            if !repeat && !why.starts_with("waiting") {
+                tracing::error!(reason = %why, "not ready");
+                last_logged = Some((why.clone(), std::time::Instant::now()));
+            }
+            ready.not_ready(why);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    };
+    tokio::select! {
+        r = cache.wait_until_ready() => if r.is_ok() {
+            ready.set_ready();
+            tracing::info!("ready: the Demo cache has synced");
+        },
+        _ = probe => {}
     }
 }
 

@@ -136,7 +136,7 @@ async fn a_job_runs_vcluster_create_and_the_syncer_serves_the_app(mut tc: TestCl
         tc.apps.resolve(&host, 80)
     })
     .await;
-    let page = reqwest_get(addr).await;
+    let page = page_at(addr).await;
     assert!(page.contains(&format!("vcluster {ns}/vc1")), "{page}");
 
     // Paused like `vcluster pause`: the pod goes, and so does the app.
@@ -187,14 +187,10 @@ async fn a_failing_restore_fails_the_job_with_the_cli_message(mut tc: TestCluste
     assert!(sets.get_opt("vc2").await.unwrap().is_none());
 }
 
-/// One GET over a plain TCP connection: the stand-in app's page.
-async fn reqwest_get(addr: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+/// The stand-in app's page.
+async fn page_at(addr: std::net::SocketAddr) -> String {
+    common::web::send("GET", &format!("http://{addr}/"), &[], None)
         .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
+        .unwrap()
+        .text
 }

@@ -57,6 +57,38 @@ fn a_bad_template_names_the_file_and_the_field_and_serve_refuses_it() {
 }
 
 #[test]
+fn a_quota_on_cpu_or_memory_without_container_defaults_is_refused() {
+    // On a real cluster such a quota refuses every pod that names no resources: the
+    // vcluster's, and every workload it syncs. The check names the file and the field.
+    let dir = std::env::temp_dir().join(format!("showroom-cli-quota-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = std::fs::read_to_string(format!("{ROOT}/snapshots/web-shop.yaml")).unwrap();
+    let without = good[..good.find("containerDefaults:").unwrap()].to_string();
+    std::fs::write(dir.join("shop.yaml"), &without).unwrap();
+    let (ok, _, err) = showroom(&["templates", "check", dir.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("shop.yaml")
+            && err.contains("quota.limits.cpu")
+            && err.contains("containerDefaults.limits.cpu"),
+        "{err}"
+    );
+    // A quota too small for the vcluster's own pod (2Gi memory limit by the chart).
+    std::fs::write(
+        dir.join("shop.yaml"),
+        good.replace("limits.memory: 16Gi", "limits.memory: 1Gi"),
+    )
+    .unwrap();
+    let (ok, _, err) = showroom(&["templates", "check", dir.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("quota.limits.memory") && err.contains("cannot hold"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn the_crd_in_deploy_is_the_generated_one() {
     let (ok, out, _) = showroom(&["crd"]);
     assert!(ok);

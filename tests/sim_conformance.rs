@@ -608,11 +608,17 @@ async fn watcher_recovers_from_dropped_watches_and_faults() {
         throttle_rate: 1.0,
         ..Default::default()
     });
-    let raw = reqwest_like_get(&sim.url, &format!("/api/v1/namespaces/{ns}/configmaps")).await;
-    assert!(
-        raw.starts_with("429") && raw.to_lowercase().contains("retry-after: 1"),
-        "{raw}"
-    );
+    // What kube's client hides: the status and the Retry-After header.
+    let raw = common::web::send(
+        "GET",
+        &format!("{}/api/v1/namespaces/{ns}/configmaps", sim.url),
+        &[],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(raw.status, 429, "{}", raw.text);
+    assert_eq!(raw.header("retry-after"), Some("1"));
     sim.faults.set(FaultSettings {
         error_rate: 1.0,
         ..Default::default()
@@ -627,21 +633,6 @@ fn common_code(e: &kube::Error) -> Option<u16> {
         kube::Error::Api(s) => Some(s.code),
         _ => None,
     }
-}
-
-/// A bare HTTP/1.1 GET, to see headers that kube's client hides.
-async fn reqwest_like_get(base: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = base.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out.trim_start_matches("HTTP/1.1 ").to_string()
 }
 
 async fn kubectl_gets_builtins_and_custom_resources(tc: TestCluster) {

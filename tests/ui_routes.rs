@@ -17,7 +17,8 @@ scenarios!(
     nothing_the_demo_writes_steers_where_the_link_proxy_connects,
 );
 
-/// Minimal cookie-carrying requests: (status, headers, body).
+/// A browser-like request: (status, headers as lower-case lines, body). `host` sets
+/// the Host header (a share link's own host), `form` is a url-encoded body.
 async fn raw(
     method: &str,
     url: &str,
@@ -26,37 +27,32 @@ async fn raw(
     form: Option<&str>,
     accept: &str,
 ) -> (u16, String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (addr, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-    let mut s = tokio::net::TcpStream::connect(addr.replace("localhost", "127.0.0.1"))
-        .await
-        .unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: {accept}\r\n",
-        host.unwrap_or(addr)
-    );
+    let mut headers = vec![("accept", accept)];
+    if let Some(h) = host {
+        headers.push(("host", h));
+    }
     if let Some(c) = cookie {
-        req.push_str(&format!("Cookie: {c}\r\n"));
+        headers.push(("cookie", c));
     }
-    let body = form.unwrap_or("");
     if method == "POST" {
-        req.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+        headers.push(("content-type", "application/x-www-form-urlencoded"));
     }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    let text = String::from_utf8_lossy(&out).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (code, head.to_lowercase(), body.to_string())
+    let url = url.replace("localhost", "127.0.0.1");
+    let r = common::web::send(method, &url, &headers, form)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    (r.status, r.head(), r.text)
+}
+
+/// A request as an SSO proxy forwards it, naming the user and their groups.
+async fn via_sso(url: String, groups: &str) -> common::web::Reply {
+    let headers = [
+        ("x-forwarded-email", "dana@example.com"),
+        ("x-forwarded-groups", groups),
+    ];
+    common::web::send("GET", &url, &headers, None)
+        .await
+        .unwrap()
 }
 
 fn set_cookie(head: &str, name: &str) -> Option<String> {
@@ -608,28 +604,11 @@ async fn sso_headers_are_trusted_only_from_the_configured_proxy() {
     };
     let app = start_showroom(&tc, cfg).await;
     let base = format!("http://{}", app.addr);
-    let sso = |groups: &'static str| {
-        let url = format!("{base}/");
-        async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut s = tokio::net::TcpStream::connect(
-                url.trim_start_matches("http://").trim_end_matches('/'),
-            )
-            .await
-            .unwrap();
-            let req = format!(
-                "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-Email: dana@example.com\r\nX-Forwarded-Groups: {groups}\r\n\r\n"
-            );
-            s.write_all(req.as_bytes()).await.unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.unwrap();
-            out
-        }
-    };
-    let out = sso("admins").await;
-    assert!(
-        out.starts_with("HTTP/1.1 303"),
-        "headers from an untrusted peer are ignored: {out}"
+    let out = via_sso(format!("{base}/"), "admins").await;
+    assert_eq!(
+        out.status, 303,
+        "headers from an untrusted peer are ignored: {}",
+        out.text
     );
     app.stop().await;
 
@@ -640,18 +619,8 @@ async fn sso_headers_are_trusted_only_from_the_configured_proxy() {
     };
     let app = start_showroom(&tc, cfg).await;
     let base = format!("http://{}", app.addr);
-    let (code, _, body) = {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
-            .await
-            .unwrap();
-        let req = "GET /demos HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-Email: dana@example.com\r\nX-Forwarded-Groups: staff,admins\r\n\r\n";
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        let code: u16 = out.split_whitespace().nth(1).unwrap().parse().unwrap();
-        (code, (), out)
-    };
+    let reply = via_sso(format!("{base}/demos"), "staff,admins").await;
+    let (code, body) = (reply.status, reply.text);
     assert_eq!(code, 200, "{body}");
     assert!(
         body.contains("dana@example.com") && body.contains("All demos"),

@@ -253,6 +253,12 @@ pub async fn start_demo(
             "Idempotency-Key must be 1 to 200 characters",
         ));
     }
+    if !s.ready.is_ready() {
+        return Err(ApiError::unavailable(format!(
+            "showroom is not ready: {}",
+            s.ready.why()
+        )));
+    }
     let Some(template) = s.catalogue.get(&req.template) else {
         let known: Vec<&str> = s.catalogue.templates.keys().map(String::as_str).collect();
         return Err(ApiError::unprocessable(format!(

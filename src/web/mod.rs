@@ -25,7 +25,6 @@ use error::ApiError;
 use kube::Client;
 use kube::runtime::reflector::Store;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -81,7 +80,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub activity: Arc<activity::ActivityTracker>,
     pub limits: Arc<Limits>,
-    pub ready: Arc<AtomicBool>,
+    pub ready: Arc<health::Readiness>,
     /// ((owner, demo), when) for demos created here that the cache may not show yet.
     pub recent_creates: Arc<tokio::sync::Mutex<Vec<RecentCreate>>>,
     pub urls: Arc<Urls>,

@@ -111,7 +111,7 @@ pub async fn start_showroom(tc: &TestCluster, cfg: Config) -> Running {
     start_showroom_with_users(tc, cfg, test_users()).await
 }
 
-/// A minimal HTTP/1.1 client: enough for JSON requests against the API.
+/// A JSON request to the API: (status, body as JSON). Panics if nothing answers.
 pub async fn http(
     method: &str,
     url: &str,
@@ -128,40 +128,29 @@ pub async fn http_with(
     body: Option<&str>,
     headers: &[(&str, &str)],
 ) -> (u16, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-    let mut s = tokio::net::TcpStream::connect(host).await.expect("connect");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    try_http(method, url, token, body, headers)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+/// As `http_with`, but Err when nothing answers (for polling a server that starts).
+pub async fn try_http(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Result<(u16, Value), String> {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    if let Some(b) = &bearer {
+        all.push(("authorization", b));
     }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+    if body.is_some() || method == "POST" {
+        all.push(("content-type", "application/json"));
     }
-    let body = body.unwrap_or("");
-    if !body.is_empty() || method == "POST" {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read");
-    let text = String::from_utf8_lossy(&raw);
-    let status: u16 = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status line");
-    let payload = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    let json = serde_json::from_str(payload).unwrap_or(Value::String(payload.to_string()));
-    (status, json)
+    let reply = super::web::send(method, url, &all, body).await?;
+    Ok((reply.status, reply.json()))
 }
 
 /// The API as one user sees it.
@@ -270,7 +259,10 @@ pub async fn start_showroom_full(
     let url = format!("http://{}/readyz", running.addr);
     super::eventually(Duration::from_secs(10), "showroom ready", || {
         let url = url.clone();
-        async move { (http("GET", &url, None, None).await.0 == 200).then_some(()) }
+        async move {
+            let answer = try_http("GET", &url, None, None, &[]).await.ok()?;
+            (answer.0 == 200).then_some(())
+        }
     })
     .await;
     running

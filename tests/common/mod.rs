@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod harness;
+pub mod web;
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::Client;
