@@ -11,6 +11,7 @@ pub mod admission;
 pub mod agent;
 pub mod api;
 pub mod controllers;
+mod deletion;
 pub mod error;
 pub mod faults;
 pub mod fields;

@@ -8,11 +8,12 @@ mod openapi;
 pub mod protobuf;
 mod table;
 mod watch;
+mod writes;
 
 use super::faults::{Faults, Injected};
 use super::resources::{ResourceType, TypeKey};
 use super::selector::Selector;
-use super::store::{ApiError, DeleteOptions, Part, Propagation, Store};
+use super::store::{ApiError, Part, Store};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
@@ -145,7 +146,7 @@ pub async fn handle(
             return watch::watch_response(&api, &target, &query);
         }
         (&Method::POST, Some(name)) if target.sub.as_deref() == Some("binding") => {
-            parse_body(&body).and_then(|b| bind(&api.store, &target, name, &b))
+            parse_body(&body).and_then(|b| writes::bind(&api.store, &target, name, &b))
         }
         (&Method::GET, None) => list(&api.store, &target, &query, wants_table),
         (&Method::GET, Some(name)) => get(&api.store, &target, name, wants_table),
@@ -161,12 +162,13 @@ pub async fn handle(
                 .create(&target.rt, &target.ns, obj)
                 .map(|o| (201, (*o).clone()))
         }),
-        (&Method::PUT, Some(name)) => {
-            parse_body(&body).and_then(|obj| put(&api.store, &target, name, obj, &manager(&query)))
+        (&Method::PUT, Some(name)) => parse_body(&body)
+            .and_then(|obj| writes::put(&api.store, &target, name, obj, &manager(&query))),
+        (&Method::PATCH, Some(name)) => {
+            writes::patch(&api.store, &target, name, &headers, &body, &query)
         }
-        (&Method::PATCH, Some(name)) => patch(&api.store, &target, name, &headers, &body, &query),
-        (&Method::DELETE, Some(name)) => delete(&api.store, &target, name, &body, &query),
-        (&Method::DELETE, None) => delete_collection(&api.store, &target, &body, &query),
+        (&Method::DELETE, Some(name)) => writes::delete(&api.store, &target, name, &body, &query),
+        (&Method::DELETE, None) => writes::delete_collection(&api.store, &target, &body, &query),
         _ => Err(ApiError::new(
             405,
             "MethodNotAllowed",
@@ -190,64 +192,15 @@ pub async fn handle(
     }
 }
 
-/// `POST pods/{name}/binding`: what a scheduler does. A pod is bound once.
-fn bind(store: &Store, t: &Target, name: &str, body: &Value) -> Result<(u16, Value), ApiError> {
-    if !(t.rt.kind == "Pod" && t.rt.group.is_empty()) {
-        return Err(ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        ));
-    }
-    let node = body
-        .pointer("/target/name")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::invalid(&t.rt, name, "target.name: Required value"))?
-        .to_string();
-    store.modify(&t.rt, &t.ns, name, Part::Main, |cur| {
-        let bound = cur
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.is_empty());
-        if bound {
-            return Err(ApiError::new(
-                409,
-                "Conflict",
-                format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node {:?}", cur["spec"]["nodeName"].as_str().unwrap_or_default()),
-            ));
-        }
-        if super::object::is_deleting(cur) {
-            return Err(ApiError::new(
-                409,
-                "Conflict",
-                format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is being deleted, cannot be assigned to a host"),
-            ));
-        }
-        let mut n = cur.clone();
-        n["spec"]["nodeName"] = json!(node);
-        let now = super::object::now_rfc3339();
-        let mut conds = n["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        conds.retain(|c| c["type"] != "PodScheduled");
-        conds.push(json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": now}));
-        n["status"]["conditions"] = json!(conds);
-        Ok(n)
-    })?;
-    Ok((
-        201,
-        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-    ))
-}
-
 /// The field manager a write is recorded under.
-fn manager(q: &HashMap<String, String>) -> String {
+pub(super) fn manager(q: &HashMap<String, String>) -> String {
     q.get("fieldManager")
         .filter(|m| !m.is_empty())
         .cloned()
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
+pub(super) fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
     serde_json::from_slice(body)
         .or_else(|_| {
             std::str::from_utf8(body)
@@ -311,7 +264,7 @@ fn parse_target(store: &Store, path: &str) -> Result<Target, ApiError> {
     }
 }
 
-fn part_of(t: &Target) -> Result<Part, ApiError> {
+pub(super) fn part_of(t: &Target) -> Result<Part, ApiError> {
     match t.sub.as_deref() {
         None => Ok(Part::Main),
         Some("status") if t.rt.status => Ok(Part::Status),
@@ -327,7 +280,7 @@ fn part_of(t: &Target) -> Result<Part, ApiError> {
     }
 }
 
-fn scale_of(sts: &Value) -> Value {
+pub(super) fn scale_of(sts: &Value) -> Value {
     let name = sts.pointer("/metadata/name").cloned().unwrap_or_default();
     let selector = sts
         .pointer("/spec/selector/matchLabels")
@@ -351,7 +304,7 @@ fn scale_of(sts: &Value) -> Value {
     })
 }
 
-fn is_scale(t: &Target) -> bool {
+pub(super) fn is_scale(t: &Target) -> bool {
     t.rt.scale && t.sub.as_deref() == Some("scale")
 }
 
@@ -426,228 +379,5 @@ fn list(
             "kind": format!("{}List", t.rt.kind), "apiVersion": t.rt.api_version(),
             "metadata": metadata, "items": items.iter().map(|o| (**o).clone()).collect::<Vec<_>>(),
         }),
-    ))
-}
-
-fn put(
-    store: &Store,
-    t: &Target,
-    name: &str,
-    obj: Value,
-    mgr: &str,
-) -> Result<(u16, Value), ApiError> {
-    if is_scale(t) {
-        let replicas = obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
-        let rv = obj.pointer("/metadata/resourceVersion").cloned();
-        let out = store.modify(&t.rt, &t.ns, name, Part::Main, |cur| {
-            let mut n = cur.clone();
-            n["spec"]["replicas"] = replicas;
-            if let Some(rv) = rv {
-                n["metadata"]["resourceVersion"] = rv;
-            }
-            Ok(n)
-        })?;
-        return Ok((200, scale_of(&out)));
-    }
-    let part = part_of(t)?;
-    let av = t.rt.api_version();
-    let out = store.modify(&t.rt, &t.ns, name, part, |cur| {
-        let mut obj = obj;
-        super::fields::record(Some(cur), &mut obj, None, mgr, &av);
-        Ok(obj)
-    })?;
-    Ok((200, (*out).clone()))
-}
-
-fn patch(
-    store: &Store,
-    t: &Target,
-    name: &str,
-    headers: &HeaderMap,
-    body: &Bytes,
-    q: &HashMap<String, String>,
-) -> Result<(u16, Value), ApiError> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    let patch = parse_body(body)?;
-    let apply = |doc: &Value| -> Result<Value, ApiError> {
-        let mut d = doc.clone();
-        match ct.as_str() {
-            "application/json-patch+json" => {
-                let ops: json_patch::Patch = serde_json::from_value(patch.clone())
-                    .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-                json_patch::patch(&mut d, &ops).map_err(|e| {
-                    ApiError::new(
-                        422,
-                        "Invalid",
-                        format!("the JSON patch could not be applied: {e}"),
-                    )
-                })?;
-            }
-            "application/merge-patch+json"
-            | "application/strategic-merge-patch+json"
-            | "application/apply-patch+yaml" => {
-                json_patch::merge(&mut d, &patch);
-            }
-            other => {
-                return Err(ApiError::new(
-                    415,
-                    "UnsupportedMediaType",
-                    format!(
-                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {other:?})"
-                    ),
-                ));
-            }
-        }
-        Ok(d)
-    };
-    if is_scale(t) {
-        let out = store.modify(&t.rt, &t.ns, name, Part::Main, |cur| {
-            let scale = apply(&scale_of(cur))?;
-            let mut n = cur.clone();
-            n["spec"]["replicas"] = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
-            Ok(n)
-        })?;
-        return Ok((200, scale_of(&out)));
-    }
-    let part = part_of(t)?;
-    let is_apply = ct == "application/apply-patch+yaml";
-    if is_apply {
-        let manager = q.get("fieldManager").cloned().unwrap_or_default();
-        if manager.is_empty() {
-            return Err(ApiError::bad_request(
-                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
-            ));
-        }
-        let av = t.rt.api_version();
-        if part == Part::Main && store.get(&t.rt, &t.ns, name).is_err() {
-            let mut obj = patch.clone();
-            obj["metadata"]["name"] = json!(name);
-            super::fields::record(None, &mut obj, Some(&patch), &manager, &av);
-            return store.create(&t.rt, &t.ns, obj).map(|o| (201, (*o).clone()));
-        }
-        let force = q.get("force").is_some_and(|f| f == "true");
-        let out = store.modify(&t.rt, &t.ns, name, part, |cur| {
-            let conflicts = super::fields::apply_conflicts(cur, &patch, &manager);
-            if !force && !conflicts.is_empty() {
-                let msg = format!(
-                    "Apply failed with {} conflict(s): {}",
-                    conflicts.len(),
-                    conflicts.join(", ")
-                );
-                return Err(ApiError::new(409, "Conflict", msg).with_details(&t.rt, name));
-            }
-            let mut d = apply(cur)?;
-            for gone in super::fields::dropped_by_apply(cur, &patch, &manager) {
-                super::fields::remove_path(&mut d, &gone);
-            }
-            super::fields::record(Some(cur), &mut d, Some(&patch), &manager, &av);
-            Ok(d)
-        })?;
-        return Ok((200, (*out).clone()));
-    }
-    let mgr = manager(q);
-    let av = t.rt.api_version();
-    let out = store.modify(&t.rt, &t.ns, name, part, |cur| {
-        let mut d = apply(cur)?;
-        super::fields::record(Some(cur), &mut d, None, &mgr, &av);
-        Ok(d)
-    })?;
-    Ok((200, (*out).clone()))
-}
-
-/// DeleteOptions from the query and the body.
-fn delete_options(body: &Bytes, q: &HashMap<String, String>) -> Result<DeleteOptions, ApiError> {
-    let opts: Value = if body.is_empty() {
-        json!({})
-    } else {
-        parse_body(body)?
-    };
-    let policy = q.get("propagationPolicy").cloned().or_else(|| {
-        opts.get("propagationPolicy")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    });
-    let propagation = match policy.as_deref() {
-        None | Some("Background") => Propagation::Background,
-        Some("Foreground") => Propagation::Foreground,
-        Some("Orphan") => Propagation::Orphan,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "propagationPolicy: unsupported value {other:?}"
-            )));
-        }
-    };
-    let grace = match q.get("gracePeriodSeconds") {
-        Some(g) => Some(g.parse::<i64>().map_err(|_| {
-            ApiError::bad_request(format!("gracePeriodSeconds: invalid value {g:?}"))
-        })?),
-        None => opts.get("gracePeriodSeconds").and_then(Value::as_i64),
-    };
-    Ok(DeleteOptions {
-        propagation,
-        uid: opts
-            .pointer("/preconditions/uid")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        grace,
-    })
-}
-
-fn delete(
-    store: &Store,
-    t: &Target,
-    name: &str,
-    body: &Bytes,
-    q: &HashMap<String, String>,
-) -> Result<(u16, Value), ApiError> {
-    if t.sub.is_some() {
-        return Err(ApiError::new(
-            405,
-            "MethodNotAllowed",
-            "subresources cannot be deleted",
-        ));
-    }
-    let out = store.delete(&t.rt, &t.ns, name, &delete_options(body, q)?)?;
-    Ok((200, (*out).clone()))
-}
-
-fn delete_collection(
-    store: &Store,
-    t: &Target,
-    body: &Bytes,
-    q: &HashMap<String, String>,
-) -> Result<(u16, Value), ApiError> {
-    let (labels, fields) = selectors(&t.rt, q)?;
-    let opts = DeleteOptions {
-        uid: None,
-        ..delete_options(body, q)?
-    };
-    let ns = (!t.ns.is_empty()).then_some(t.ns.as_str());
-    let (items, rv, _) = store.list(&t.rt, ns, &labels, &fields, None, None);
-    let mut deleted = Vec::new();
-    for o in items {
-        let name = o
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let ons = o
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if let Ok(d) = store.delete(&t.rt, ons, name, &opts) {
-            deleted.push((*d).clone());
-        }
-    }
-    Ok((
-        200,
-        json!({"kind": format!("{}List", t.rt.kind), "apiVersion": t.rt.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": deleted}),
     ))
 }
