@@ -192,6 +192,9 @@ async fn demo_bench(quick: bool) {
                 },
                 desired_state: Default::default(),
                 share_links: vec![],
+                pool: None,
+                claimed_at: None,
+                reset_generation: 0,
             },
         );
         d.metadata.labels = Some(

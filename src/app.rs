@@ -4,6 +4,8 @@
 use crate::cluster::controller;
 use crate::cluster::crd::{Demo, Instance};
 use crate::cluster::leader::{Election, LeaderConfig};
+use crate::cluster::pool;
+use crate::cluster::slots::Slots;
 use crate::cluster::sweeper::{self, SweepOptions};
 use crate::domain::template::Catalogue;
 use crate::domain::users::Users;
@@ -37,6 +39,11 @@ pub struct Config {
     pub sweep: SweepOptions,
     pub activity_interval: Duration,
     pub max_demos_per_user: u32,
+    /// The most demos running at once on the cluster, warm-pool members included; a
+    /// sleeping demo does not count (0: no ceiling).
+    pub max_running_demos: u32,
+    /// showroom's own namespace: the slot Leases live there (and the leader Lease).
+    pub namespace: String,
     /// Base URL of the UI and share links; `http://<listen address>` when None.
     pub public_url: Option<String>,
     /// Host[:port] under which each share link gets its own proxy host
@@ -66,6 +73,8 @@ impl Config {
             sweep: SweepOptions::default(),
             activity_interval: Duration::from_secs(30),
             max_demos_per_user: 5,
+            max_running_demos: 0,
+            namespace: "default".into(),
             public_url: None,
             share_domain: None,
             session_key: None,
@@ -172,6 +181,11 @@ pub async fn start(
         reader.clone(),
         ready.clone(),
     )));
+    let slots = Slots {
+        client: client.clone(),
+        namespace: cfg.namespace.clone(),
+        instance: cfg.instance.clone(),
+    };
     let activity = ActivityTracker::new(client.clone(), reader.clone(), cfg.activity_interval);
     background.push(tokio::spawn(activity.clone().flush_loop()));
 
@@ -202,9 +216,10 @@ pub async fn start(
         activity,
         limits: Arc::new(Limits {
             max_demos_per_user: cfg.max_demos_per_user,
+            max_running_demos: cfg.max_running_demos,
         }),
         ready,
-        recent_creates: Default::default(),
+        slots: slots.clone(),
         urls: Arc::new(web::Urls {
             public: public.trim_end_matches('/').to_string(),
             share_scheme,
@@ -224,7 +239,7 @@ pub async fn start(
         instance: cfg.instance.clone(),
     };
 
-    // Every replica serves; only the leader runs the controller and the sweeps.
+    // Every replica serves; only the leader runs the controller, the sweeps and the pools.
     let election = match &cfg.leader {
         Some(lc) => Some(Election::start(client.clone(), lc).await?),
         None => None,
@@ -236,6 +251,7 @@ pub async fn start(
                 cfg.instance.clone(),
                 catalogue.clone(),
                 metrics.clone(),
+                slots.clone(),
             );
             ctx.notice_lead = cfg.notice_lead;
             ctx.notifier = match &cfg.notice_webhook {
@@ -249,6 +265,8 @@ pub async fn start(
         }),
         schedule,
         sweep: cfg.sweep.clone(),
+        cache: state.demos.clone(),
+        capacity: cfg.max_running_demos,
     };
     let is_leader = election.as_ref().map(|e| e.is_leader.clone());
     let controller = tokio::spawn(supervise(work, is_leader, shutdown_rx.clone()));
@@ -282,6 +300,9 @@ struct LeaderWork {
     ctx: Arc<controller::Context>,
     schedule: Option<cron::Schedule>,
     sweep: SweepOptions,
+    /// The Demo cache the warm pools are kept from.
+    cache: reflector::Store<Demo>,
+    capacity: u32,
 }
 
 /// Runs the controller and the sweep schedule while this replica leads (always, when
@@ -311,6 +332,16 @@ async fn supervise(
             .schedule
             .clone()
             .map(|s| tokio::spawn(sweep_loop(work.ctx.clone(), s, work.sweep.clone())));
+        let pools = tokio::spawn(pool::run(pool::Pools {
+            client: work.ctx.client.clone(),
+            instance: work.ctx.instance.clone(),
+            catalogue: work.ctx.catalogue.clone(),
+            cache: work.cache.clone(),
+            slots: work.ctx.slots.clone(),
+            capacity: work.capacity,
+            metrics: work.ctx.metrics.clone(),
+            fresh: Default::default(),
+        }));
         tokio::select! {
             _ = is_leader.wait_for(|l| !*l) => tracing::warn!("lost the leader lease: stopping the controller and the sweeps"),
             _ = shutdown.wait_for(|s| *s) => {}
@@ -321,6 +352,7 @@ async fn supervise(
         if let Some(t) = sweeps {
             t.abort();
         }
+        pools.abort();
         metrics.leader.set(0);
         if *shutdown.borrow() {
             return;

@@ -51,6 +51,10 @@ struct ServeArgs {
     /// Active demos a user may hold at once (a user's maxDemos overrides it).
     #[arg(long, env = "SHOWROOM_MAX_DEMOS_PER_USER", default_value_t = 5)]
     max_demos_per_user: u32,
+    /// The most demos running at once on the cluster, warm-pool members included (a
+    /// sleeping demo does not count); starts and wakes beyond it are refused. 0: none.
+    #[arg(long, env = "SHOWROOM_MAX_RUNNING_DEMOS", default_value_t = 0)]
+    max_running_demos: u32,
     /// The sweep deletes an orphaned demo namespace only when it is older than this.
     #[arg(long, env = "SHOWROOM_ORPHAN_GRACE", default_value = "10m", value_parser = parse_duration)]
     orphan_grace: chrono::Duration,
@@ -109,7 +113,7 @@ enum Command {
         /// Turn off only when exactly one replica runs.
         #[arg(long, env = "SHOWROOM_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
         leader_election: bool,
-        /// Namespace of the leader Lease (showroom's own namespace).
+        /// showroom's own namespace: the leader Lease and the slot Leases live there.
         #[arg(long, env = "POD_NAMESPACE", default_value = "showroom")]
         namespace: String,
         /// Name of the leader Lease.
@@ -277,6 +281,8 @@ fn config(listen: SocketAddr, a: &ServeArgs) -> anyhow::Result<Config> {
         },
         activity_interval: a.activity_interval,
         max_demos_per_user: a.max_demos_per_user,
+        max_running_demos: a.max_running_demos,
+        namespace: "default".into(),
         public_url: a.public_url.clone(),
         share_domain: a.share_domain.clone(),
         session_key: match &a.session_key.clone().or(match &a.session_key_file {
@@ -413,6 +419,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 .await
                 .context("connecting to Kubernetes (KUBECONFIG or in-cluster)")?;
             let mut cfg = config(listen, &args)?;
+            cfg.namespace = namespace.clone();
             if leader_election {
                 if lease_seconds < 3 {
                     bail!("--lease-seconds: use at least 3");

@@ -22,6 +22,11 @@ pub struct Metrics {
     pub leader: Gauge,
     pub share_link_visits: Counter,
     pub notices: Family<Labels, Counter>,
+    pub pool_size: Family<Labels, Gauge>,
+    pub pool_ready: Family<Labels, Gauge>,
+    pub pool_claims: Family<Labels, Counter>,
+    pub pool_misses: Family<Labels, Counter>,
+    pub capacity_refusals: Counter,
 }
 
 impl Default for Metrics {
@@ -83,7 +88,42 @@ impl Default for Metrics {
             "Expiry notices posted to the webhook, by result",
             notices.clone(),
         );
+        let pool_size = Family::<Labels, Gauge>::default();
+        r.register(
+            "pool_size",
+            "Warm-pool size wanted, by template",
+            pool_size.clone(),
+        );
+        let pool_ready = Family::<Labels, Gauge>::default();
+        r.register(
+            "pool_ready",
+            "Warm-pool members ready to be claimed, by template",
+            pool_ready.clone(),
+        );
+        let pool_claims = Family::<Labels, Counter>::default();
+        r.register(
+            "pool_claims",
+            "Starts served by claiming a warm-pool member, by template",
+            pool_claims.clone(),
+        );
+        let pool_misses = Family::<Labels, Counter>::default();
+        r.register(
+            "pool_misses",
+            "Starts of a pooled template that found no ready member (cold starts), by template",
+            pool_misses.clone(),
+        );
+        let capacity_refusals = Counter::default();
+        r.register(
+            "capacity_refusals",
+            "Starts and wakes refused because the cluster ran its maximum of demos",
+            capacity_refusals.clone(),
+        );
         Metrics {
+            pool_size,
+            pool_ready,
+            pool_claims,
+            pool_misses,
+            capacity_refusals,
             notices,
             leader,
             share_link_visits,

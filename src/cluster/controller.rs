@@ -26,6 +26,8 @@ use std::time::Duration;
 
 pub struct Context {
     pub client: Client,
+    /// The per-user and run slots a demo holds, freed when it stops counting.
+    pub slots: super::slots::Slots,
     /// The installation whose Demos this controller reconciles.
     pub instance: Instance,
     pub catalogue: Arc<Catalogue>,
@@ -42,6 +44,7 @@ impl Context {
         instance: Instance,
         catalogue: Arc<Catalogue>,
         metrics: Arc<Metrics>,
+        slots: super::slots::Slots,
     ) -> Self {
         let reporter = Reporter {
             controller: "showroom".into(),
@@ -50,6 +53,7 @@ impl Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            slots,
             instance,
             catalogue,
             metrics,
@@ -100,6 +104,14 @@ impl Context {
             patch_status(&self.client, &demo.name_any(), json!({"notice": null})).await?;
         }
         Ok(next.map(|(_, at)| at - self.notice_lead).filter(|w| *w > t))
+    }
+
+    /// Frees the slots a demo holds (its run slot, or all with `kind` None), best effort:
+    /// the janitor frees whatever is missed.
+    async fn free_slots(&self, demo: &str, kind: Option<super::slots::Kind>) {
+        if let Err(e) = self.slots.free_for(demo, kind).await {
+            tracing::debug!(demo, error = %e, "could not free slots; the janitor will");
+        }
     }
 
     /// A Kubernetes Event on the Demo (`kubectl describe demo`). Best effort: an Event
@@ -282,6 +294,7 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
                 .get_or_create(&label("action", "fail"))
                 .inc();
             actions::fail(client, &demo, msg).await?;
+            ctx.free_slots(&name, None).await;
             return Ok(Action::requeue(POLL));
         }
         LifecycleAction::Sleep => {
@@ -297,6 +310,7 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
                 .get_or_create(&label("action", "sleep"))
                 .inc();
             actions::sleep(client, &demo, "asleep after being idle").await?;
+            ctx.free_slots(&name, Some(super::slots::Kind::Run)).await;
             return Ok(Action::requeue(POLL));
         }
     }
@@ -312,7 +326,13 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
     let ns = namespace_of(&demo);
     let vc = vcluster_of(&demo);
     let desired = demo.spec.desired_state;
-    match status.phase.unwrap_or_default() {
+    let phase = status.phase.unwrap_or_default();
+    if demo.spec.reset_generation > status.reset_generation
+        && matches!(phase, Phase::Ready | Phase::Sleeping | Phase::Waking)
+    {
+        return begin_reset(&ctx, &demo, &status).await;
+    }
+    match phase {
         Phase::Pending | Phase::Provisioning => {
             let Some(t) = template else {
                 actions::fail(
@@ -362,6 +382,7 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
                         .get_or_create(&label("action", "fail"))
                         .inc();
                     actions::fail(client, &demo, &msg).await?;
+                    ctx.free_slots(&name, None).await;
                     Ok(Action::requeue(POLL))
                 }
                 Outcome::Ready => {
@@ -380,9 +401,20 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
             }
         }
         Phase::Ready => {
-            if desired == DesiredState::Sleeping {
-                actions::sleep(client, &demo, "asleep").await?;
-                ctx.event(&demo, false, "Sleeping", "put to sleep on request".into());
+            // A member of a sleeping warm pool waits asleep (no compute) to be claimed.
+            let pool_sleeps = lease::pooled(&demo)
+                && template
+                    .and_then(|t| t.warm_pool.as_ref())
+                    .is_some_and(|p| p.state == crate::domain::template::PoolState::Sleeping);
+            if desired == DesiredState::Sleeping || pool_sleeps {
+                let why = if pool_sleeps {
+                    "asleep in the warm pool"
+                } else {
+                    "asleep"
+                };
+                actions::sleep(client, &demo, why).await?;
+                ctx.free_slots(&name, Some(super::slots::Kind::Run)).await;
+                ctx.event(&demo, false, "Sleeping", format!("put to sleep: {why}"));
                 return Ok(Action::requeue(POLL));
             }
             Ok(requeue_at(decision.next, None))
@@ -414,6 +446,7 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
         Phase::Waking => {
             if desired == DesiredState::Sleeping {
                 actions::sleep(client, &demo, "asleep").await?;
+                ctx.free_slots(&name, Some(super::slots::Kind::Run)).await;
                 return Ok(Action::requeue(POLL));
             }
             sleeper::resume(client, &ns, &vc).await?;
@@ -447,7 +480,125 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
                 (!gone).then_some(Duration::from_secs(2)),
             ))
         }
+        Phase::Resetting => {
+            let Some(t) = template else {
+                actions::fail(client, &demo, "its template no longer exists").await?;
+                ctx.free_slots(&name, None).await;
+                return Ok(Action::requeue(POLL));
+            };
+            reset(&ctx, &demo, t, &status).await
+        }
         Phase::Deleting => Ok(Action::requeue(POLL)),
+    }
+}
+
+/// Begins a reset asked for by `spec.resetGeneration`: phase Resetting, with the
+/// restore, boot and kubeconfig steps to do again.
+async fn begin_reset(ctx: &Context, demo: &Demo, status: &DemoStatus) -> Result<Action, Error> {
+    let mut steps = Progress::from(&status.progress, now()).steps;
+    for s in steps
+        .iter_mut()
+        .filter(|s| matches!(s.name.as_str(), "restore" | "boot" | "kubeconfig"))
+    {
+        s.state = StepState::Pending;
+        s.started_at = None;
+        s.finished_at = None;
+        s.message = None;
+    }
+    patch_status(
+        &ctx.client,
+        &demo.name_any(),
+        json!({
+            "phase": "Resetting", "phaseSince": now(), "progress": steps,
+            "message": "going back to the template's snapshot",
+            "conditions": ready_condition("Resetting", "resetting"),
+        }),
+    )
+    .await?;
+    ctx.event(
+        demo,
+        false,
+        "Resetting",
+        "restoring the snapshot in place with `vcluster restore`".into(),
+    );
+    Ok(Action::requeue(POLL))
+}
+
+/// A reset under way: when the restore Job is done and the vcluster is up, Ready. A
+/// failed restore leaves the demo as it was when the vcluster still runs (Ready, with
+/// the reason), and Failed when it does not: never half reset.
+async fn reset(
+    ctx: &Context,
+    demo: &Demo,
+    t: &crate::domain::template::Template,
+    status: &DemoStatus,
+) -> Result<Action, Error> {
+    let client = &ctx.client;
+    let name = demo.name_any();
+    let (ns, vc) = (namespace_of(demo), vcluster_of(demo));
+    let generation = demo.spec.reset_generation;
+    let mut progress = Progress::from(&status.progress, now());
+    match provisioner::reset_step(client, demo, t, &ns, &vc, generation, &mut progress).await? {
+        Outcome::InProgress => {
+            let message = format!("resetting: {}", progress.current().unwrap_or("finishing"));
+            if progress.steps != status.progress || status.message.as_deref() != Some(&message) {
+                patch_status(
+                    client,
+                    &name,
+                    json!({"progress": progress.steps, "message": message}),
+                )
+                .await?;
+            }
+            Ok(Action::requeue(POLL))
+        }
+        Outcome::Ready => {
+            let t = now();
+            patch_status(
+                client,
+                &name,
+                json!({
+                    "phase": "Ready", "phaseSince": t, "readyAt": t, "progress": progress.steps,
+                    "resetGeneration": generation, "sleepingSince": null,
+                    "message": "ready: back to the template's snapshot",
+                    "conditions": ready_condition("Ready", "ready"),
+                }),
+            )
+            .await?;
+            ctx.event(
+                demo,
+                false,
+                "Reset",
+                "back to the template's snapshot".into(),
+            );
+            Ok(Action::requeue(Duration::ZERO))
+        }
+        Outcome::Failed(msg) => {
+            let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+            let running = sets
+                .get_opt(&vc)
+                .await?
+                .as_ref()
+                .is_some_and(sleeper::is_ready);
+            ctx.event(demo, true, "ResetFailed", msg.clone());
+            if running {
+                let t = now();
+                patch_status(
+                    client,
+                    &name,
+                    json!({
+                        "phase": "Ready", "phaseSince": t, "progress": progress.steps,
+                        "resetGeneration": generation,
+                        "message": format!("the reset failed and the demo is as it was: {msg}"),
+                        "conditions": ready_condition("Ready", "ready"),
+                    }),
+                )
+                .await?;
+            } else {
+                actions::fail(client, demo, &format!("the reset failed: {msg}")).await?;
+                ctx.free_slots(&name, None).await;
+            }
+            Ok(Action::requeue(POLL))
+        }
     }
 }
 
@@ -466,6 +617,7 @@ async fn finish_deletion(demo: &Demo, ctx: &Context) -> Result<Action, Error> {
         }))
         .await?;
     }
+    ctx.free_slots(&name, None).await;
     if !actions::delete_namespace_if_ours(client, demo).await? {
         return Ok(Action::requeue(POLL));
     }

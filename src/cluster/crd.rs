@@ -21,6 +21,22 @@ pub const FINALIZER: &str = "showroom.dev/cleanup";
 pub const NAME_PREFIX: &str = "demo-";
 /// The showroom installation a Demo or demo namespace belongs to.
 pub const INSTANCE_LABEL: &str = "showroom.dev/instance";
+/// A hash of a Demo's owner (owner names may hold characters a label value cannot),
+/// so that the owner's demos can be selected.
+pub const OWNER_LABEL: &str = "showroom.dev/owner-hash";
+/// On an unclaimed warm-pool member: the template whose pool it belongs to.
+pub const POOL_LABEL: &str = "showroom.dev/pool";
+/// The template revision (snapshot, version, values) a demo was made from.
+pub const REVISION_LABEL: &str = "showroom.dev/revision";
+/// A hash of (instance, owner, Idempotency-Key) on a demo claimed from a pool, whose
+/// name cannot carry it.
+pub const IDEMPOTENCY_LABEL: &str = "showroom.dev/idempotency";
+
+/// The owner-hash label value of an owner.
+pub fn owner_hash(owner: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(owner.as_bytes()))[..20].to_string()
+}
 
 /// One showroom installation's share of a host cluster. Several can share a cluster
 /// (staging and production, or test runs side by side); each watches, counts, sweeps
@@ -80,6 +96,7 @@ impl Instance {
     doc = "A live product demo: a vcluster restored from a template's snapshot, held by a lease.",
     printcolumn = r#"{"name":"Template","type":"string","jsonPath":".spec.template"}"#,
     printcolumn = r#"{"name":"Owner","type":"string","jsonPath":".spec.owner"}"#,
+    printcolumn = r#"{"name":"Pool","type":"string","jsonPath":".spec.pool","description":"the warm pool an unclaimed member belongs to"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Idle","type":"date","jsonPath":".status.lastActivity","description":"time since the last activity"}"#,
     printcolumn = r#"{"name":"Expires","type":"string","jsonPath":".status.expiresAt"}"#,
@@ -102,6 +119,22 @@ pub struct DemoSpec {
     /// Links handed to prospects; only hashes of their tokens are stored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub share_links: Vec<ShareLinkSpec>,
+    /// Set on an unclaimed warm-pool member (the template of its pool); removed when
+    /// a start claims it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// When a start claimed it from a warm pool: the lease counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_at: Option<DateTime<Utc>>,
+    /// Raised by each reset request; the controller restores the snapshot until the
+    /// status has caught up.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(with = "i64")]
+    pub reset_generation: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
@@ -184,6 +217,10 @@ pub struct DemoStatus {
     /// Visits per share link id, written coalesced with activity.
     #[serde(default)]
     pub share_link_visits: std::collections::BTreeMap<String, LinkVisits>,
+    /// The last reset generation carried out (see `spec.resetGeneration`).
+    #[serde(default)]
+    #[schemars(with = "i64")]
+    pub reset_generation: u32,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]

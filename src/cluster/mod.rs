@@ -1,5 +1,6 @@
 //! Everything that reads or writes Kubernetes: the Demo resource, provisioning,
-//! sleep and wake, the controller and the sweep.
+//! sleep and wake, the controller and the sweep, warm pools and the slots that hold
+//! the per-user and cluster-wide limits.
 
 pub mod actions;
 pub mod controller;
@@ -7,7 +8,10 @@ pub mod crd;
 pub mod leader;
 pub mod lease;
 pub mod notifier;
+pub mod pool;
 pub mod provisioner;
 pub mod sleeper;
+pub mod slots;
+pub mod start;
 pub mod sweeper;
 pub mod time;

@@ -141,10 +141,32 @@ pub fn create_args(t: &Template, vcluster: &str, ns: &str) -> Vec<String> {
     .collect()
 }
 
-fn job_object(demo: &Demo, t: &Template, ns: &str, vcluster: &str) -> Result<Job, kube::Error> {
+/// The vcluster CLI call that puts a demo back to its snapshot, in place: the
+/// vcluster keeps its name, namespace, Services and volume; its backing store is
+/// restored and it restarts.
+pub fn restore_args(t: &Template, vcluster: &str, ns: &str) -> Vec<String> {
+    ["restore", vcluster, &t.snapshot, "--namespace", ns]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// The Job of the reset with this generation.
+pub fn restore_job_name(generation: u32) -> String {
+    format!("showroom-vcluster-restore-{generation}")
+}
+
+/// A Job running the template's pinned vcluster CLI with `args`, as the namespace's
+/// provisioner (admin of this namespace only).
+fn job_object(
+    demo: &Demo,
+    t: &Template,
+    name: &str,
+    args: Vec<String>,
+) -> Result<Job, kube::Error> {
     let r = crate::domain::resources::provisioner();
     obj(json!({
-        "metadata": {"name": JOB_NAME, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, DEMO_LABEL: demo.name_any()}},
+        "metadata": {"name": name, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, DEMO_LABEL: demo.name_any()}},
         "spec": {
             // One retry for a passing hiccup (a registry timeout); a restore that fails
             // twice fails the demo with the CLI's own words.
@@ -162,7 +184,7 @@ fn job_object(demo: &Demo, t: &Template, ns: &str, vcluster: &str) -> Result<Job
                         "name": "vcluster",
                         "image": t.vcluster.cli_image,
                         "command": ["vcluster"],
-                        "args": create_args(t, vcluster, ns),
+                        "args": args,
                         "env": [{"name": "HOME", "value": "/tmp"}],
                         "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
                         "resources": {"requests": r.requests, "limits": r.limits},
@@ -180,10 +202,10 @@ fn job_object(demo: &Demo, t: &Template, ns: &str, vcluster: &str) -> Result<Job
 
 /// What the vcluster CLI printed when it last failed: the termination message of the
 /// Job's newest failed pod.
-async fn cli_error(client: &Client, ns: &str) -> Option<String> {
+async fn cli_error(client: &Client, ns: &str, job: &str) -> Option<String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let list = pods
-        .list(&ListParams::default().labels(&format!("job-name={JOB_NAME}")))
+        .list(&ListParams::default().labels(&format!("job-name={job}")))
         .await
         .ok()?;
     let mut failed: Vec<_> = list
@@ -279,9 +301,23 @@ pub async fn step(
         json!({"metadata": {"name": VALUES_CONFIGMAP}, "data": {"vcluster.yaml": values_yaml}}),
     )?;
     create_if_absent(&Api::namespaced(client.clone(), ns), &cm).await?;
+    let job = job_object(demo, t, JOB_NAME, create_args(t, vcluster, ns))?;
+    match run_job(client, ns, &job).await? {
+        Outcome::Failed(msg) => {
+            p.failed("restore", &msg);
+            return Ok(Outcome::Failed(msg));
+        }
+        Outcome::InProgress => return Ok(Outcome::InProgress),
+        Outcome::Ready => p.done("restore"),
+    }
+    up_and_published(client, ns, vcluster, p).await
+}
+
+/// Runs a CLI Job to its end: Ready when it completed, Failed with the CLI's words.
+async fn run_job(client: &Client, ns: &str, job: &Job) -> Result<Outcome, kube::Error> {
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    create_if_absent(&jobs, &job_object(demo, t, ns, vcluster)?).await?;
-    let job = jobs.get_opt(JOB_NAME).await?;
+    create_if_absent(&jobs, job).await?;
+    let job = jobs.get_opt(&job.name_any()).await?;
     let conds = job
         .as_ref()
         .and_then(|j| j.status.as_ref())
@@ -296,22 +332,62 @@ pub async fn step(
             .clone()
             .or(failed.reason.clone())
             .unwrap_or_else(|| "no reason given".into());
-        let msg = match cli_error(client, ns).await {
+        let name = job.as_ref().map(|j| j.name_any()).unwrap_or_default();
+        let msg = match cli_error(client, ns, &name).await {
             Some(cli) => format!("the vcluster restore failed: {cli} ({job_says})"),
             None => format!("the vcluster restore job failed: {job_says}"),
         };
-        p.failed("restore", &msg);
         return Ok(Outcome::Failed(msg));
     }
-    if !conds
+    if conds
         .iter()
         .any(|c| c.type_ == "Complete" && c.status == "True")
     {
-        return Ok(Outcome::InProgress);
+        return Ok(Outcome::Ready);
     }
-    p.done("restore");
+    Ok(Outcome::InProgress)
+}
 
-    // 5. The vcluster's control plane is up.
+/// Puts a demo back to its template's snapshot with `vcluster restore`, then waits for
+/// it to be up again (steps restore, boot, kubeconfig).
+pub async fn reset_step(
+    client: &Client,
+    demo: &Demo,
+    t: &Template,
+    ns: &str,
+    vcluster: &str,
+    generation: u32,
+    p: &mut Progress,
+) -> Result<Outcome, kube::Error> {
+    p.running("restore");
+    // A sleeping demo is reset awake.
+    sleeper::resume(client, ns, vcluster).await?;
+    let job = job_object(
+        demo,
+        t,
+        &restore_job_name(generation),
+        restore_args(t, vcluster, ns),
+    )?;
+    match run_job(client, ns, &job).await? {
+        Outcome::Failed(msg) => {
+            p.failed("restore", &msg);
+            return Ok(Outcome::Failed(msg));
+        }
+        Outcome::InProgress => return Ok(Outcome::InProgress),
+        Outcome::Ready => p.done("restore"),
+    }
+    up_and_published(client, ns, vcluster, p).await
+}
+
+/// Steps boot and kubeconfig: the vcluster's control plane is up and its syncer
+/// published the kubeconfig.
+async fn up_and_published(
+    client: &Client,
+    ns: &str,
+    vcluster: &str,
+    p: &mut Progress,
+) -> Result<Outcome, kube::Error> {
+    // The vcluster's control plane is up.
     p.running("boot");
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     match sets.get_opt(vcluster).await? {

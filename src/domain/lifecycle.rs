@@ -16,17 +16,20 @@ pub enum Phase {
     Ready,
     Sleeping,
     Waking,
+    /// Going back to its template's snapshot (keeping name, links and lease).
+    Resetting,
     Deleting,
     Failed,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Phase::Pending,
         Phase::Provisioning,
         Phase::Ready,
         Phase::Sleeping,
         Phase::Waking,
+        Phase::Resetting,
         Phase::Deleting,
         Phase::Failed,
     ];
@@ -37,6 +40,7 @@ impl Phase {
             Phase::Ready => "Ready",
             Phase::Sleeping => "Sleeping",
             Phase::Waking => "Waking",
+            Phase::Resetting => "Resetting",
             Phase::Deleting => "Deleting",
             Phase::Failed => "Failed",
         }
@@ -146,6 +150,20 @@ pub fn decide(f: &Facts, p: &Policy, now: DateTime<Utc>) -> Decision {
                     action: Action::Fail(format!(
                         "waking did not finish within {}",
                         super::duration::format(p.wake_timeout)
+                    )),
+                    next: None,
+                };
+            }
+            deadlines.push(limit);
+        }
+        // A reset restores the snapshot and boots again: a provisioning's time.
+        Phase::Resetting => {
+            let limit = f.phase_since + p.provision_timeout;
+            if now >= limit {
+                return Decision {
+                    action: Action::Fail(format!(
+                        "resetting did not finish within {}",
+                        super::duration::format(p.provision_timeout)
                     )),
                     next: None,
                 };

@@ -2,6 +2,7 @@
 
 pub mod duration;
 pub mod lifecycle;
+pub mod pool;
 pub mod quantity;
 pub mod resources;
 pub mod share;

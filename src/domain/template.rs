@@ -31,6 +31,35 @@ pub struct Template {
     /// synced workloads included, so such a quota needs these defaults.
     #[serde(default)]
     pub container_defaults: ContainerDefaults,
+    /// Demos kept ready to be claimed, so that a start is instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_pool: Option<WarmPool>,
+}
+
+/// `warmPool: {size: 3, state: Running|Sleeping, maxAge: 24h}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WarmPool {
+    /// How many unclaimed members to keep.
+    pub size: u32,
+    /// Running members are claimed instantly; Sleeping ones cost no compute and wake
+    /// when claimed.
+    #[serde(default)]
+    pub state: PoolState,
+    /// Members older than this are replaced (one at a time).
+    #[serde(
+        default,
+        with = "serde_duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_age: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum PoolState {
+    #[default]
+    Running,
+    Sleeping,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -281,6 +310,17 @@ impl Template {
                 );
             }
         }
+        if let Some(p) = &self.warm_pool {
+            if p.size == 0 || p.size > 50 {
+                return f(
+                    "warmPool.size",
+                    format!("{} must be between 1 and 50", p.size),
+                );
+            }
+            if p.max_age.is_some_and(|a| a <= Duration::zero()) {
+                return f("warmPool.maxAge", "must be longer than 0s".into());
+            }
+        }
         let (req, lim) = (self.default_requests(), self.default_limits());
         for (part, given, parsed) in [
             ("requests", &self.container_defaults.requests, &req),
@@ -336,6 +376,19 @@ impl Template {
             return f(&format!("quota.{key}"), format!("{msg}{hint}"));
         }
         Ok(())
+    }
+
+    /// What a demo is made from: snapshot, vcluster version, CLI image and values. Pool
+    /// members made from another revision are replaced.
+    pub fn revision(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let what = serde_json::json!([
+            self.snapshot,
+            self.vcluster.version,
+            self.vcluster.cli_image,
+            self.vcluster.values
+        ]);
+        hex::encode(Sha256::digest(what.to_string().as_bytes()))[..12].to_string()
     }
 
     /// The LimitRange's `defaultRequest`.

@@ -6,6 +6,7 @@ use super::error::{ApiError, from_json_rejection};
 use crate::cluster::actions::{patch_spec, request_delete};
 use crate::cluster::crd::*;
 use crate::cluster::lease;
+use crate::cluster::start::{Request as StartRequest, StartError, Starter};
 use crate::domain::duration;
 use crate::domain::lifecycle::{self, Overrides, Phase};
 use crate::domain::users::User;
@@ -16,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -44,6 +45,10 @@ pub struct DemoView {
     pub share_links: Vec<super::links::LinkView>,
     /// The announced next sleep or deletion, when it is near.
     pub notice: Option<crate::cluster::crd::Notice>,
+    /// Claimed from the template's warm pool (it was ready at once).
+    pub from_pool: bool,
+    /// Resets asked for, and carried out.
+    pub reset_generation: u32,
 }
 
 impl DemoView {
@@ -71,6 +76,8 @@ impl DemoView {
             lifecycle: d.spec.lifecycle.clone(),
             share_links: super::links::views(d, s),
             notice: d.status.as_ref().and_then(|st| st.notice.clone()),
+            from_pool: d.spec.claimed_at.is_some(),
+            reset_generation: d.spec.reset_generation,
         }
     }
 }
@@ -120,64 +127,6 @@ fn parse_opt(field: &str, v: &Option<String>) -> Result<Option<chrono::Duration>
         .transpose()
 }
 
-/// Labels a Demo with a hash of its owner (owner names may hold characters a label
-/// value cannot), so that the owner's demos can be listed at the API server.
-pub const OWNER_LABEL: &str = "showroom.dev/owner-hash";
-
-fn owner_label(owner: &str) -> String {
-    hex::encode(Sha256::digest(owner.as_bytes()))[..20].to_string()
-}
-
-/// Whether the owner holds more than `limit` active demos, counted at the API server.
-/// A count that cannot be had (after retries) counts as "not over".
-async fn over_limit(
-    api: &Api<Demo>,
-    instance: &Instance,
-    owner_hash: &str,
-    owner: &str,
-    limit: usize,
-) -> bool {
-    let lp = ListParams::default().labels(&format!(
-        "{OWNER_LABEL}={owner_hash},{}",
-        instance.selector()
-    ));
-    match retry(|| api.list(&lp)).await {
-        Ok(list) => {
-            let active = list
-                .items
-                .iter()
-                .filter(|d| {
-                    d.metadata.deletion_timestamp.is_none()
-                        && d.phase().is_active()
-                        && d.spec.owner == owner
-                })
-                .count();
-            active > limit
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "could not recount a user's demos; keeping the new one");
-            false
-        }
-    }
-}
-
-/// Three tries with a short pause, for the writes that follow a create.
-async fn retry<T, F, Fut>(mut f: F) -> Result<T, kube::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, kube::Error>>,
-{
-    let mut last = None;
-    for attempt in 0..3u64 {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100 * (attempt + 1))).await;
-    }
-    Err(last.expect("three attempts were made"))
-}
-
 /// Read-modify-write of a Demo's spec at the API server, guarded by its
 /// resourceVersion and retried on conflict: `f` sees the stored Demo (never the cache)
 /// and returns the spec fields to merge, so concurrent changes never lose one another.
@@ -203,14 +152,21 @@ pub(super) async fn update_spec(
     Err(ApiError::conflict("the demo kept changing; try again"))
 }
 
-/// A demo's name: random, or derived from (instance, owner, Idempotency-Key) so that a
-/// retried or double-clicked request lands on the same demo even across replicas.
+/// A hash of (instance, owner, Idempotency-Key): what a retried or double-clicked
+/// request is recognised by, even across replicas.
+fn idempotency_hash(instance: &Instance, owner: &str, key: &str) -> String {
+    hex::encode(Sha256::digest(
+        format!("{}\n{owner}\n{key}", instance.name()).as_bytes(),
+    ))[..20]
+        .to_string()
+}
+
+/// A new demo's name: random, or derived from the Idempotency-Key's hash, so that the
+/// API server's AlreadyExists is the lock for two starts with the same key.
 fn demo_name(instance: &Instance, owner: &str, key: Option<&str>) -> String {
     match key {
         Some(k) => {
-            let h = hex::encode(Sha256::digest(
-                format!("{}\n{owner}\n{k}", instance.name()).as_bytes(),
-            ));
+            let h = idempotency_hash(instance, owner, k);
             format!("{NAME_PREFIX}{}", &h[..10])
         }
         None => format!(
@@ -287,101 +243,57 @@ pub async fn start_demo(
                 ApiError::bad_request(e)
             }
         })?;
-    let name = demo_name(&s.instance, &user.name, key);
-    let api: Api<Demo> = Api::all(s.client.clone());
-
-    // One start at a time per replica, so the per-user limit holds under a burst.
-    let mut recent = s.recent_creates.lock().await;
-    if let Some(existing) = api
-        .get_opt(&name)
-        .await
-        .ok()
-        .flatten()
-        .filter(|_| key.is_some())
-    {
-        if existing.spec.owner != user.name {
-            return Err(ApiError::conflict("that Idempotency-Key is in use"));
-        }
-        return Ok(existing);
-    }
-    let limit = user.max_demos.unwrap_or(s.limits.max_demos_per_user) as usize;
-    recent.retain(|(_, at)| at.elapsed() < std::time::Duration::from_secs(60));
-    let mut mine: std::collections::HashSet<String> = s
-        .demos
-        .state()
-        .iter()
-        .filter(|d| {
-            d.spec.owner == user.name
-                && d.phase().is_active()
-                && d.metadata.deletion_timestamp.is_none()
-        })
-        .map(|d| d.name_any())
-        .collect();
-    mine.extend(
-        recent
-            .iter()
-            .filter(|(owner_name, _)| owner_name.0 == user.name)
-            .map(|(n, _)| n.1.clone()),
-    );
-    if mine.len() >= limit {
-        return Err(ApiError::too_many(format!(
-            "you already have {} active demos (limit {limit}); delete one first",
-            mine.len()
-        )));
-    }
-    let mut demo = Demo::new(
-        &name,
-        DemoSpec {
-            template: template.name.clone(),
-            owner: user.name.clone(),
-            title: Some(
-                req.title
-                    .clone()
-                    .unwrap_or_else(|| template.display_name.clone()),
-            ),
-            lifecycle: DemoLifecycle {
-                sleep_after_idle: duration::format(lifetimes.sleep_after_idle),
-                delete_after_idle: duration::format(lifetimes.delete_after_idle),
-                max_lifetime: duration::format(lifetimes.max_lifetime),
-                extension: None,
-            },
-            desired_state: DesiredState::Running,
-            share_links: vec![],
-        },
-    );
-    let owner = owner_label(&user.name);
-    demo.metadata.labels = Some(
-        [
-            (OWNER_LABEL.to_string(), owner.clone()),
-            (INSTANCE_LABEL.to_string(), s.instance.name().to_string()),
-        ]
-        .into(),
-    );
-    let created = match api.create(&PostParams::default(), &demo).await {
-        Ok(d) => d,
-        Err(e) if crate::k8s::is_already_exists(&e) && key.is_some() => {
-            return Ok(api.get(&name).await?);
-        }
-        Err(e) => return Err(e.into()),
+    let title = req
+        .title
+        .clone()
+        .unwrap_or_else(|| template.display_name.clone());
+    let starter = Starter {
+        client: &s.client,
+        instance: &s.instance,
+        cache: &s.demos,
+        slots: &s.slots,
+        capacity: s.limits.max_running_demos,
     };
-    recent.push(((user.name.clone(), name.clone()), std::time::Instant::now()));
-    // Other replicas may have admitted starts at the same moment: count again at the API
-    // server, which sees every create. Whoever counts more than the limit withdraws its
-    // own demo, so a burst spread over replicas never ends above the limit (it may end
-    // below it, and the user simply starts again).
-    // The demo exists from here on: an error now must not be reported as "not started"
-    // (the caller would start another one), so the recount is retried and, if the API
-    // server keeps failing, the demo is kept.
-    if over_limit(&api, &s.instance, &owner, &user.name, limit).await {
-        if retry(|| request_delete(&s.client, &name)).await.is_ok() {
+    let request = StartRequest {
+        template,
+        owner: &user.name,
+        title: &title,
+        lifecycle: DemoLifecycle {
+            sleep_after_idle: duration::format(lifetimes.sleep_after_idle),
+            delete_after_idle: duration::format(lifetimes.delete_after_idle),
+            max_lifetime: duration::format(lifetimes.max_lifetime),
+            extension: None,
+        },
+        limit: user.max_demos.unwrap_or(s.limits.max_demos_per_user),
+        idempotency: key.map(|k| idempotency_hash(&s.instance, &user.name, k)),
+        name: demo_name(&s.instance, &user.name, key),
+    };
+    let started = match starter.start(request).await {
+        Ok(started) => started,
+        Err(StartError::UserLimit { held, limit }) => {
             return Err(ApiError::too_many(format!(
-                "you already have {limit} active demos (limit {limit}); delete one first"
+                "you already have {held} active demos (limit {limit}); delete one first"
             )));
         }
-        tracing::warn!(demo = %name, "could not withdraw a start over the limit; keeping it");
+        Err(e @ StartError::AtCapacity { .. }) => {
+            s.metrics.capacity_refusals.inc();
+            return Err(ApiError::too_many(e.to_string()));
+        }
+        Err(e @ StartError::InProgress) => return Err(ApiError::conflict(e.to_string())),
+        Err(StartError::Kube(e)) => return Err(e.into()),
+    };
+    if template.warm_pool.is_some() {
+        let l = crate::metrics::label("template", &template.name);
+        if started.claimed {
+            s.metrics.pool_claims.get_or_create(&l).inc();
+        } else {
+            s.metrics.pool_misses.get_or_create(&l).inc();
+        }
     }
-    tracing::info!(demo = %name, owner = %user.name, template = %template.name, "demo requested");
-    Ok(created)
+    if started.demo.spec.owner != user.name {
+        return Err(ApiError::conflict("that Idempotency-Key is in use"));
+    }
+    Ok(started.demo)
 }
 
 #[derive(Debug, Deserialize)]
@@ -405,7 +317,8 @@ pub async fn list(
         .demos
         .state()
         .iter()
-        .filter(|d| q.all || d.spec.owner == user.name)
+        // Unclaimed warm-pool members are nobody's demos yet: see /api/v1/pools.
+        .filter(|d| d.spec.pool.is_none() && (q.all || d.spec.owner == user.name))
         .map(|d| DemoView::of(d, &s))
         .collect();
     demos.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.name.cmp(&b.name)));
@@ -459,16 +372,94 @@ pub mod ops {
         if d.spec.desired_state == DesiredState::Sleeping {
             return Ok(d);
         }
-        Ok(patch_spec(&s.client, name, json!({"desiredState": "Sleeping"})).await?)
+        let asleep = patch_spec(&s.client, name, json!({"desiredState": "Sleeping"})).await?;
+        // The controller frees it too; freeing here lets the next start use it at once.
+        let _ = s
+            .slots
+            .free_for(name, Some(crate::cluster::slots::Kind::Run))
+            .await;
+        Ok(asleep)
     }
 
     pub async fn wake(s: &AppState, user: &User, name: &str) -> Result<Demo, ApiError> {
         let d = find(s, user, name).await?;
         refuse_if_gone(&d, "wake")?;
+        wake_demo(s, &d).await
+    }
+
+    /// Wakes a demo (for its owner, or for a prospect's share link). A sleeping demo
+    /// needs one of the cluster's run slots first: past the ceiling it stays asleep and
+    /// the answer says why (429).
+    pub async fn wake_demo(s: &AppState, d: &Demo) -> Result<Demo, ApiError> {
         if d.spec.desired_state == DesiredState::Running {
-            return Ok(d);
+            return Ok(d.clone());
         }
-        Ok(patch_spec(&s.client, name, json!({"desiredState": "Running"})).await?)
+        let slot = take_run_slot(s, d).await?;
+        match patch_spec(&s.client, &d.name_any(), json!({"desiredState": "Running"})).await {
+            Ok(woken) => {
+                if let Some(slot) = slot {
+                    s.slots.bind(&slot, &woken).await?;
+                }
+                Ok(woken)
+            }
+            Err(e) => {
+                if let Some(slot) = slot {
+                    let _ = s.slots.free(&slot).await;
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// A run slot for a demo about to run again (None: no ceiling, or it holds one).
+    async fn take_run_slot(s: &AppState, d: &Demo) -> Result<Option<String>, ApiError> {
+        let capacity = s.limits.max_running_demos;
+        if capacity == 0 || s.slots.holds_run(&d.name_any()).await? {
+            return Ok(None);
+        }
+        match s
+            .slots
+            .take_run(capacity, &format!("wake-{}", d.name_any()))
+            .await?
+        {
+            crate::cluster::slots::Take::Taken(slot) => Ok(Some(slot)),
+            _ => {
+                s.metrics.capacity_refusals.inc();
+                Err(ApiError::too_many(
+                    crate::cluster::start::StartError::AtCapacity { capacity }.to_string(),
+                ))
+            }
+        }
+    }
+
+    /// Back to the template's snapshot, keeping name, share links, lease and URL.
+    pub async fn reset(s: &AppState, user: &User, name: &str) -> Result<Demo, ApiError> {
+        let d = find(s, user, name).await?;
+        refuse_if_gone(&d, "reset")?;
+        if !matches!(d.phase(), Phase::Ready | Phase::Sleeping | Phase::Waking) {
+            return Err(ApiError::conflict(format!(
+                "demo {name:?} is {}; it can be reset once it is Ready",
+                d.phase().as_str()
+            )));
+        }
+        let slot = if d.spec.desired_state == DesiredState::Sleeping {
+            take_run_slot(s, &d).await?
+        } else {
+            None
+        };
+        let reset = update_spec(s, name, |fresh| {
+            Ok(json!({"resetGeneration": fresh.spec.reset_generation + 1, "desiredState": "Running"}))
+        })
+        .await;
+        match (&reset, slot) {
+            (Ok(r), Some(slot)) => s.slots.bind(&slot, r).await?,
+            (Err(_), Some(slot)) => {
+                let _ = s.slots.free(&slot).await;
+            }
+            _ => {}
+        }
+        tracing::info!(demo = %name, by = %user.name, "demo reset requested");
+        reset
     }
 
     pub async fn extend(s: &AppState, user: &User, name: &str, by: &str) -> Result<Demo, ApiError> {
@@ -494,9 +485,19 @@ pub mod ops {
     pub async fn delete(s: &AppState, user: &User, name: &str) -> Result<Demo, ApiError> {
         let d = find(s, user, name).await?;
         request_delete(&s.client, name).await?;
+        // A deleted demo counts no more: its slots are free for the next start now.
+        let _ = s.slots.free_for(name, None).await;
         tracing::info!(demo = %name, by = %user.name, "demo deletion requested");
         Ok(d)
     }
+}
+
+pub async fn reset(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(accepted(&ops::reset(&s, &user, &name).await?, &s))
 }
 
 pub async fn sleep(

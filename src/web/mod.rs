@@ -6,6 +6,7 @@ pub mod demos;
 pub mod error;
 pub mod health;
 pub mod links;
+pub mod pools;
 pub mod proxy;
 pub mod session;
 pub mod share;
@@ -66,10 +67,9 @@ pub struct Sso {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_demos_per_user: u32,
+    /// The most demos running at once on the cluster, pool members included (0: none).
+    pub max_running_demos: u32,
 }
-
-/// ((owner, demo name), when it was created).
-pub type RecentCreate = ((String, String), std::time::Instant);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -81,8 +81,8 @@ pub struct AppState {
     pub activity: Arc<activity::ActivityTracker>,
     pub limits: Arc<Limits>,
     pub ready: Arc<health::Readiness>,
-    /// ((owner, demo), when) for demos created here that the cache may not show yet.
-    pub recent_creates: Arc<tokio::sync::Mutex<Vec<RecentCreate>>>,
+    /// The Leases that hold the per-user and cluster-wide limits.
+    pub slots: crate::cluster::slots::Slots,
     pub urls: Arc<Urls>,
     pub session_key: session::SessionKey,
     /// `showroom dev`: one-click sign-in as the sales or admin user.
@@ -144,6 +144,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/demos/{name}/sleep", post(demos::sleep))
         .route("/api/v1/demos/{name}/wake", post(demos::wake))
+        .route("/api/v1/demos/{name}/reset", post(demos::reset))
+        .route("/api/v1/pools", get(pools::api))
         .route("/api/v1/demos/{name}/extend", post(demos::extend))
         .route("/api/v1/demos/{name}/activity", post(demos::activity))
         .route(

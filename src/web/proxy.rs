@@ -7,7 +7,7 @@ use super::AppState;
 use super::links;
 use super::share::{inactive, too_many};
 use super::ui::{self, render};
-use crate::cluster::actions::{namespace_of, patch_spec, vcluster_of};
+use crate::cluster::actions::{namespace_of, vcluster_of};
 use crate::cluster::crd::{Demo, DesiredState};
 use crate::domain::lifecycle::Phase;
 use crate::domain::share::Inactive;
@@ -195,11 +195,23 @@ async fn handle(s: AppState, link_id: String, req: Request) -> Response {
     } else {
         d.phase()
     };
-    let message = d
+    let mut message = d
         .status
         .as_ref()
         .and_then(|st| st.message.clone())
         .unwrap_or_default();
+    // A visit to a sleeping demo wakes it (a wake is not activity). Past the cluster's
+    // ceiling it cannot wake yet: the page says so and keeps trying.
+    if d.spec.desired_state == DesiredState::Sleeping
+        && !matches!(phase, Phase::Failed | Phase::Deleting)
+        && let Err(e) = super::demos::ops::wake_demo(&s, &d).await
+    {
+        tracing::info!(demo = %d.name_any(), reason = %e.message, "could not wake demo from its link yet");
+        message = format!(
+            "All demo places are taken at the moment; this page keeps trying and opens the demo as soon as one frees. ({})",
+            e.message
+        );
+    }
     if path == "/_showroom/status" {
         let progress = d
             .status
@@ -223,16 +235,6 @@ async fn handle(s: AppState, link_id: String, req: Request) -> Response {
         }
         Phase::Failed | Phase::Deleting => inactive(Inactive::Expired, OWN),
         _ => {
-            if phase == Phase::Sleeping || d.spec.desired_state == DesiredState::Sleeping {
-                // A request to a sleeping demo wakes it (a wake is not activity).
-                if d.spec.desired_state == DesiredState::Sleeping
-                    && let Err(e) =
-                        patch_spec(&s.client, &d.name_any(), json!({"desiredState": "Running"}))
-                            .await
-                {
-                    tracing::warn!(demo = %d.name_any(), error = %e, "could not wake demo from its link");
-                }
-            }
             if !wants_html(req.headers()) {
                 let mut r = (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -247,10 +249,10 @@ async fn handle(s: AppState, link_id: String, req: Request) -> Response {
                 .uri()
                 .path_and_query()
                 .map_or("/".to_string(), |p| p.to_string());
-            let headline = if matches!(phase, Phase::Pending | Phase::Provisioning) {
-                "Setting up the demo…"
-            } else {
-                "Waking up the demo…"
+            let headline = match phase {
+                Phase::Pending | Phase::Provisioning => "Setting up the demo…",
+                Phase::Resetting => "Resetting the demo to a clean start…",
+                _ => "Waking up the demo…",
             };
             let page = Waking {
                 assets: OWN,

@@ -4,7 +4,6 @@
 use super::AppState;
 use super::links;
 use super::ui::render;
-use crate::cluster::actions::patch_spec;
 use crate::cluster::crd::DesiredState;
 use crate::domain::lifecycle::Phase;
 use crate::domain::share::{self, Inactive};
@@ -15,7 +14,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use kube::ResourceExt;
-use serde_json::json;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
@@ -194,11 +192,11 @@ async fn open(
     }
     s.activity.record_visit(&d.name_any(), &l.id);
     s.metrics.share_link_visits.inc();
+    // Wakes it now (past the ceiling, the waking page keeps trying).
     if d.spec.desired_state == DesiredState::Sleeping
-        && let Err(e) =
-            patch_spec(&s.client, &d.name_any(), json!({"desiredState": "Running"})).await
+        && let Err(e) = super::demos::ops::wake_demo(&s, &d).await
     {
-        tracing::warn!(demo = %d.name_any(), error = %e, "could not wake demo from a share link");
+        tracing::info!(demo = %d.name_any(), reason = %e.message, "could not wake demo from a share link yet");
     }
     tracing::info!(demo = %d.name_any(), link = %l.id, "share link opened");
     let enter = format!("{}_showroom/enter?token={token}", s.urls.app_url(&l.id));

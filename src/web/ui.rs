@@ -321,6 +321,9 @@ async fn logout(
 struct TemplateCard {
     /// A fresh idempotency key per rendered form: a double click starts one demo.
     key: String,
+    /// "starts instantly", "starts in about 40 s", ...
+    estimate: String,
+    instant: bool,
     name: String,
     display_name: String,
     description: String,
@@ -334,6 +337,8 @@ struct TemplateCard {
 struct CataloguePage {
     nav: Nav,
     templates: Vec<TemplateCard>,
+    /// For admins: what the warm pools hold.
+    pools: Vec<super::pools::PoolView>,
 }
 
 async fn catalogue(State(s): State<AppState>, u: UiUser) -> Response {
@@ -341,21 +346,32 @@ async fn catalogue(State(s): State<AppState>, u: UiUser) -> Response {
         .catalogue
         .templates
         .values()
-        .map(|t| TemplateCard {
-            key: uuid::Uuid::new_v4().simple().to_string(),
-            name: t.name.clone(),
-            display_name: t.display_name.clone(),
-            description: t.description.clone(),
-            sleep: human(t.lifecycle.defaults.sleep_after_idle),
-            delete: human(t.lifecycle.defaults.delete_after_idle),
-            lifetime: human(t.lifecycle.defaults.max_lifetime),
+        .map(|t| {
+            let estimate = super::pools::estimate(&s, t);
+            TemplateCard {
+                key: uuid::Uuid::new_v4().simple().to_string(),
+                instant: estimate == super::pools::Estimate::Instant,
+                estimate: estimate.describe(),
+                name: t.name.clone(),
+                display_name: t.display_name.clone(),
+                description: t.description.clone(),
+                sleep: human(t.lifecycle.defaults.sleep_after_idle),
+                delete: human(t.lifecycle.defaults.delete_after_idle),
+                lifetime: human(t.lifecycle.defaults.max_lifetime),
+            }
         })
         .collect();
+    let pools = if u.user.is_admin() {
+        super::pools::views(&s)
+    } else {
+        vec![]
+    };
     render(
         StatusCode::OK,
         &CataloguePage {
             nav: Nav::of(&u, "catalogue"),
             templates,
+            pools,
         },
     )
 }
@@ -379,6 +395,9 @@ pub struct DemoRow {
     pub can_extend: bool,
     pub can_share: bool,
     pub failed_retry: bool,
+    pub can_reset: bool,
+    /// Claimed from a warm pool: ready at once.
+    pub from_pool: bool,
     /// The expiry notice, if one is out.
     pub notice: Option<String>,
 }
@@ -437,13 +456,17 @@ impl DemoRow {
             } else {
                 active_links.to_string()
             },
-            in_progress: matches!(phase, Phase::Pending | Phase::Provisioning)
-                || (phase == Phase::Failed && st.ready_at.is_none()),
+            in_progress: matches!(
+                phase,
+                Phase::Pending | Phase::Provisioning | Phase::Resetting
+            ) || (phase == Phase::Failed && st.ready_at.is_none()),
             can_sleep: matches!(phase, Phase::Ready | Phase::Waking),
             can_wake: phase == Phase::Sleeping,
             can_extend: !gone,
             can_share: !gone,
             failed_retry: phase == Phase::Failed,
+            can_reset: matches!(phase, Phase::Ready | Phase::Sleeping | Phase::Waking),
+            from_pool: d.spec.claimed_at.is_some(),
             notice: st.notice.map(|n| n.message),
         }
     }
@@ -461,7 +484,7 @@ async fn demos_page(State(s): State<AppState>, u: UiUser) -> Response {
         .demos
         .state()
         .into_iter()
-        .filter(|d| u.user.is_admin() || d.spec.owner == u.user.name)
+        .filter(|d| d.spec.pool.is_none() && (u.user.is_admin() || d.spec.owner == u.user.name))
         .collect();
     list.sort_by_key(|d| std::cmp::Reverse(lease::created_at(d)));
     let demos = list.iter().map(|d| DemoRow::of(d)).collect();
@@ -672,6 +695,7 @@ async fn action(
     match act.as_str() {
         "sleep" => ops::sleep(&s, &u.user, &name).await?,
         "wake" => ops::wake(&s, &u.user, &name).await?,
+        "reset" => ops::reset(&s, &u.user, &name).await?,
         "extend" => {
             ops::extend(
                 &s,

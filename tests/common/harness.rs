@@ -26,6 +26,7 @@ pub fn publish_test_snapshots(snapshots: &Snapshots) {
     for (url, boot) in [
         ("oci://example.test/snap/shop:1", 300),
         ("oci://example.test/snap/slow:1", 2000),
+        ("oci://example.test/snap/reset:1", 300),
     ] {
         snapshots.publish(
             url,
@@ -38,13 +39,11 @@ pub fn publish_test_snapshots(snapshots: &Snapshots) {
     }
 }
 
-/// Templates for tests: short timeouts, a quota on cpu and memory with container
-/// defaults (as a real cluster needs), a `slow` twin and a `broken` one whose restore
-/// fails.
-pub fn test_catalogue() -> Arc<Catalogue> {
-    let text = |name: &str, snapshot: &str| {
-        format!(
-            r#"
+/// A template for tests: short timeouts, a quota on cpu and memory with container
+/// defaults (as a real cluster needs), and `extra` YAML (a warm pool, say).
+pub fn template(name: &str, snapshot: &str, extra: &str) -> Template {
+    let text = format!(
+        r#"
 name: {name}
 displayName: Test {name}
 description: test template
@@ -61,19 +60,28 @@ quota: {{pods: "20", requests.cpu: "4", requests.memory: 8Gi, limits.cpu: "8", l
 containerDefaults:
   requests: {{cpu: 50m, memory: 64Mi}}
   limits: {{cpu: 500m, memory: 256Mi}}
+{extra}
 "#
-        )
-    };
+    );
+    Template::parse(name, &text).unwrap()
+}
+
+pub fn catalogue_of(templates: Vec<Template>) -> Arc<Catalogue> {
     let mut cat = Catalogue::default();
-    for (n, s) in [
-        ("shop", "oci://example.test/snap/shop:1"),
-        ("slow", "oci://example.test/snap/slow:1"),
-        ("broken", "oci://example.test/snap/missing:1"),
-    ] {
-        cat.templates
-            .insert(n.into(), Template::parse(n, &text(n, s)).unwrap());
+    for t in templates {
+        cat.templates.insert(t.name.clone(), t);
     }
     Arc::new(cat)
+}
+
+/// The templates most tests use: `shop`, a `slow` twin and a `broken` one whose
+/// restore fails.
+pub fn test_catalogue() -> Arc<Catalogue> {
+    catalogue_of(vec![
+        template("shop", "oci://example.test/snap/shop:1", ""),
+        template("slow", "oci://example.test/snap/slow:1", ""),
+        template("broken", "oci://example.test/snap/missing:1", ""),
+    ])
 }
 
 /// A user who signs in with a bearer token.

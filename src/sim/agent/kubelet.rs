@@ -129,10 +129,13 @@ impl Kubelet {
     /// How long the pod's containers take to start (or, for a Job's pod, to run).
     async fn startup_time(&self, pod: &Pod) -> Duration {
         let cmd = vcluster::command_line(pod);
-        if let Some(call) = vcluster::parse_create(&cmd) {
-            return call
-                .restore
-                .and_then(|u| self.snapshots.get(&u))
+        let restoring = vcluster::parse_create(&cmd)
+            .and_then(|c| c.restore)
+            .or_else(|| vcluster::parse_restore(&cmd).map(|c| c.url));
+        if let Some(url) = restoring {
+            return self
+                .snapshots
+                .get(&url)
                 .map_or(Duration::ZERO, |s| s.restore_time);
         }
         let labels = pod.labels();
@@ -281,9 +284,12 @@ async fn reconcile(pod: Arc<Pod>, k: Arc<Kubelet>) -> Result<Action, Error> {
     let t = now();
     let patch = if is_job_pod(&pod) {
         let cmd = vcluster::command_line(&pod);
-        let result = match vcluster::parse_create(&cmd) {
-            Some(call) => vcluster::create(&k.client, &k.snapshots, &pod, &call).await,
-            None => Ok(String::new()),
+        let result = if let Some(call) = vcluster::parse_create(&cmd) {
+            vcluster::create(&k.client, &k.snapshots, &pod, &call).await
+        } else if let Some(call) = vcluster::parse_restore(&cmd) {
+            vcluster::restore(&k.client, &k.snapshots, &pod, &call).await
+        } else {
+            Ok(String::new())
         };
         let (phase, code, reason, message) = match result {
             Ok(out) => ("Succeeded", 0, "Completed", out),

@@ -40,6 +40,14 @@ impl Snapshots {
             .insert(url.to_string(), snapshot);
     }
 
+    /// Takes a snapshot away (a deleted image or object): restoring it fails.
+    pub fn withdraw(&self, url: &str) {
+        self.by_url
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(url);
+    }
+
     pub fn get(&self, url: &str) -> Option<Snapshot> {
         self.by_url
             .read()

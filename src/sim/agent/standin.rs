@@ -7,7 +7,8 @@
 use super::snapshots::App;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
 
 struct Running {
@@ -21,11 +22,21 @@ impl Drop for Running {
     }
 }
 
+/// What a demo's app remembers (a shopping cart): it survives a pause, as data in
+/// the vcluster does, and goes back to empty when the snapshot is restored.
+#[derive(Default)]
+struct Data {
+    /// Which restore of the snapshot this data grew from.
+    generation: u64,
+    cart: Arc<AtomicU64>,
+}
+
 #[derive(Default)]
 pub struct StandIns {
     /// (host namespace, vcluster) -> its running apps.
     apps: Mutex<HashMap<(String, String), Vec<Running>>>,
     addresses: Mutex<HashMap<String, SocketAddr>>,
+    data: Mutex<HashMap<(String, String), Data>>,
 }
 
 /// The host Service the syncer makes for an app (`<svc>-x-<vns>-x-<vcluster>`).
@@ -50,19 +61,40 @@ impl StandIns {
             .contains_key(&(ns.to_string(), vcluster.to_string()))
     }
 
-    /// Starts the apps of a vcluster that has just come up (once).
-    pub async fn start(&self, ns: &str, vcluster: &str, apps: &[App]) -> std::io::Result<()> {
+    /// Starts the apps of a vcluster that has just come up (once). `generation` counts
+    /// the restores of its snapshot: a new one starts from empty data.
+    pub async fn start(
+        &self,
+        ns: &str,
+        vcluster: &str,
+        apps: &[App],
+        generation: u64,
+    ) -> std::io::Result<()> {
         if self.running(ns, vcluster) {
             return Ok(());
         }
+        let cart = {
+            let mut data = self.data.lock().unwrap_or_else(|p| p.into_inner());
+            let d = data
+                .entry((ns.to_string(), vcluster.to_string()))
+                .or_default();
+            if d.generation != generation {
+                *d = Data {
+                    generation,
+                    cart: Arc::default(),
+                };
+            }
+            d.cart.clone()
+        };
         let mut started = Vec::new();
         for app in apps {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?;
             let host = format!("{}.{ns}.svc:{}", host_service(app, vcluster), app.port);
             let title = format!("{ns}/{vcluster}");
+            let cart = cart.clone();
             let task = tokio::spawn(async move {
-                let _ = axum::serve(listener, page(title)).await;
+                let _ = axum::serve(listener, page(title, cart)).await;
             });
             self.addresses
                 .lock()
@@ -90,7 +122,16 @@ impl StandIns {
         }
     }
 
-    /// Stops the apps of every vcluster for which `keep` says no.
+    /// Forgets a deleted vcluster's data.
+    pub fn forget(&self, ns: &str, vcluster: &str) {
+        self.stop(ns, vcluster);
+        self.data
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(ns.to_string(), vcluster.to_string()));
+    }
+
+    /// Stops the apps of every vcluster for which `keep` says no, and forgets its data.
     pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) {
         let gone: Vec<(String, String)> = self
             .apps
@@ -101,15 +142,17 @@ impl StandIns {
             .cloned()
             .collect();
         for (ns, vc) in gone {
-            self.stop(&ns, &vc);
+            self.forget(&ns, &vc);
         }
     }
 }
 
-/// A small page naming the demo, standing in for the snapshot's real app.
-fn page(title: String) -> axum::Router {
+/// A small page naming the demo, standing in for the snapshot's real app: it keeps a
+/// cart (`POST /cart` adds an item), so that a reset has something to undo.
+fn page(title: String, cart: Arc<AtomicU64>) -> axum::Router {
     axum::Router::new().fallback(move |mut req: axum::extract::Request| {
         let title = title.clone();
+        let cart = cart.clone();
         async move {
             use axum::response::IntoResponse;
             // `Upgrade: echo` stands in for a WebSocket: after 101, bytes are echoed.
@@ -127,6 +170,11 @@ fn page(title: String) -> axum::Router {
                 )
                     .into_response();
             }
+            if req.method() == axum::http::Method::POST && req.uri().path() == "/cart" {
+                cart.fetch_add(1, Ordering::SeqCst);
+                return axum::response::Redirect::to("/").into_response();
+            }
+            let items = cart.load(Ordering::SeqCst);
             let clean = |s: &str| s.replace(['<', '>', '&', '"'], "");
             let path = clean(req.uri().path());
             let cookies = clean(
@@ -140,6 +188,8 @@ fn page(title: String) -> axum::Router {
                  <style>body{{font-family:sans-serif;margin:40px;background:#eef6ff}}</style></head><body>\
                  <h1>Stand-in demo app</h1><p id=\"demo\">vcluster {title}</p><p>path <code id=\"path\">{path}</code></p>\
                  <p>cookies seen by the app: <code id=\"cookies\">{cookies}</code></p>\
+                 <p>items in the cart: <span id=\"cart\">{items}</span></p>\
+                 <form method=\"post\" action=\"/cart\"><button id=\"add\">Add to cart</button></form>\
                  <a id=\"products\" href=\"/products\">Products</a></body></html>"
             ))
             .into_response()

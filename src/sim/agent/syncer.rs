@@ -6,7 +6,7 @@
 
 use super::snapshots::Snapshots;
 use super::standin::{StandIns, host_service};
-use super::vcluster::RESTORED_FROM;
+use super::vcluster::{RESTORED_FROM, RESTORES};
 use crate::k8s::create_if_absent;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -111,10 +111,15 @@ async fn reconcile(sts: Arc<StatefulSet>, s: Arc<Syncer>) -> Result<Action, Erro
         "stringData": {"config": kubeconfig}}),
     )?;
     create_if_absent(&secrets, &vc).await?;
-    let restored = secrets
-        .get_opt(&format!("vc-config-{name}"))
-        .await?
+    let config = secrets.get_opt(&format!("vc-config-{name}")).await?;
+    let restored = config
+        .as_ref()
         .and_then(|c| c.annotations().get(RESTORED_FROM).cloned());
+    let generation: u64 = config
+        .as_ref()
+        .and_then(|c| c.annotations().get(RESTORES))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     let apps = restored
         .and_then(|u| s.snapshots.get(&u))
         .map(|snap| snap.apps)
@@ -137,7 +142,7 @@ async fn reconcile(sts: Arc<StatefulSet>, s: Arc<Syncer>) -> Result<Action, Erro
         )?;
         create_if_absent(&services, &svc).await?;
     }
-    s.apps.start(&ns, &name, &apps).await?;
+    s.apps.start(&ns, &name, &apps, generation).await?;
     // Synced pods deleted by hand come back, as the syncer would recreate them.
     Ok(Action::requeue(Duration::from_secs(10)))
 }

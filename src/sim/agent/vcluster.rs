@@ -16,6 +16,9 @@ use serde_json::{Value, json};
 /// simulation's stand-in for the data on the vcluster's volume; nothing in showroom
 /// reads it.
 pub const RESTORED_FROM: &str = "sim.showroom.dev/restored-from";
+/// On the same Secret: how many times the snapshot was restored (each restore starts
+/// the apps' data afresh).
+pub const RESTORES: &str = "sim.showroom.dev/restores";
 pub const SYNCER_IMAGE: &str = "ghcr.io/loft-sh/vcluster-pro:0.36.1";
 
 /// What `vcluster create` was asked to do, read from a container's command line.
@@ -48,6 +51,105 @@ pub fn parse_create(args: &[String]) -> Option<CreateCall> {
         restore: flag("--restore"),
         values_file: flag("-f").or_else(|| flag("--values")),
     })
+}
+
+/// What `vcluster restore NAME URL` was asked to do.
+#[derive(Debug, PartialEq)]
+pub struct RestoreCall {
+    pub name: String,
+    pub url: String,
+    pub namespace: Option<String>,
+}
+
+pub fn parse_restore(args: &[String]) -> Option<RestoreCall> {
+    let pos = args.iter().position(|a| a == "restore")?;
+    if !args[..pos].iter().any(|a| a.ends_with("vcluster")) {
+        return None;
+    }
+    let rest: Vec<&String> = args[pos + 1..].iter().collect();
+    let mut positional = Vec::new();
+    let mut namespace = None;
+    let mut i = 0;
+    while i < rest.len() {
+        let a = rest[i].as_str();
+        if a == "--namespace" || a == "-n" {
+            namespace = rest.get(i + 1).map(|s| s.to_string());
+            i += 2;
+            continue;
+        }
+        if let Some(ns) = a.strip_prefix("--namespace=") {
+            namespace = Some(ns.to_string());
+        } else if !a.starts_with('-') {
+            positional.push(a.to_string());
+        }
+        i += 1;
+    }
+    Some(RestoreCall {
+        name: positional.first()?.clone(),
+        url: positional.get(1)?.clone(),
+        namespace,
+    })
+}
+
+/// Runs `vcluster restore`: the vcluster's backing store gets the snapshot's data
+/// again and the vcluster restarts; like the CLI, it returns once the vcluster is up.
+pub async fn restore(
+    client: &Client,
+    snapshots: &Snapshots,
+    pod: &Pod,
+    call: &RestoreCall,
+) -> Result<String, String> {
+    let ns = call
+        .namespace
+        .clone()
+        .unwrap_or_else(|| pod.namespace().unwrap_or_default());
+    let name = &call.name;
+    let Some(snapshot) = snapshots.get(&call.url) else {
+        return Err(format!(
+            "fatal: restore vcluster {name}: pull snapshot {}: not found",
+            call.url
+        ));
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let config_name = format!("vc-config-{name}");
+    let config = retrying(|| secrets.get_opt(&config_name))
+        .await?
+        .ok_or_else(|| format!("fatal: vcluster {name} not found in namespace {ns}"))?;
+    let restores: u64 = config
+        .annotations()
+        .get(RESTORES)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let patch = kube::api::Patch::Merge(
+        json!({"metadata": {"annotations": {RESTORED_FROM: call.url, RESTORES: (restores + 1).to_string()}}}),
+    );
+    let pp = kube::api::PatchParams::default();
+    retrying(|| secrets.patch(&config_name, &pp, &patch)).await?;
+    // The vcluster restarts on the restored data.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod_name = format!("{name}-0");
+    let old = retrying(|| pods.get_opt(&pod_name)).await?;
+    let _ = pods.delete(&format!("{name}-0"), &Default::default()).await;
+    let old_uid = old.and_then(|p| p.uid());
+    let deadline =
+        std::time::Instant::now() + snapshot.boot_time + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(p)) = pods.get_opt(&format!("{name}-0")).await
+            && p.uid() != old_uid
+            && p.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+        {
+            return Ok(format!("done: vcluster {name} restored from {}", call.url));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(format!(
+        "fatal: vcluster {name} did not come back after the restore"
+    ))
 }
 
 /// The command line of a pod's first container.

@@ -1,0 +1,264 @@
+//! Slots: limits that hold exactly, across replicas, with the API server's uniqueness
+//! of names as the lock (no recount, no withdrawal).
+//!
+//! - A user may hold `limit` active demos: user slots `showroom-user-<instance>-<owner>-<k>`
+//!   for k < limit.
+//! - The host cluster runs at most `capacity` demos at once (pool members included):
+//!   run slots `showroom-run-<instance>-<k>`. A sleeping demo holds none.
+//!
+//! Taking a slot is creating its Lease in showroom's namespace (AlreadyExists: taken).
+//! A slot is then bound to its Demo (ownerReference, so the garbage collector frees it
+//! with the Demo, and a label naming the demo) and freed explicitly when the demo stops
+//! counting: asleep (run slots), failed or deleting (both). A slot taken by a replica
+//! that died before binding it is freed by the janitor after `PENDING_GRACE`.
+
+use super::crd::*;
+use crate::k8s::{is_already_exists, is_not_found};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use std::time::Duration;
+
+/// `user` or `run`.
+pub const SLOT_LABEL: &str = "showroom.dev/slot";
+/// How long a slot may stay unbound before the janitor frees it.
+pub const PENDING_GRACE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    User,
+    Run,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::User => "user",
+            Kind::Run => "run",
+        }
+    }
+}
+
+/// The outcome of trying to take a slot.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Take {
+    /// This slot is now ours.
+    Taken(String),
+    /// Every slot is held.
+    Full,
+    /// A slot is held by the same holder already (the same Idempotency-Key, sent
+    /// twice): its Lease, to wait for the demo it gets bound to.
+    Same(String),
+}
+
+#[derive(Clone)]
+pub struct Slots {
+    pub client: Client,
+    /// showroom's own namespace, where the slot Leases live.
+    pub namespace: String,
+    pub instance: Instance,
+}
+
+fn now_micro() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+impl Slots {
+    pub fn api(&self) -> Api<Lease> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// The label selector for this instance's slots of a kind.
+    pub fn selector(&self, kind: Kind) -> String {
+        format!(
+            "{},{SLOT_LABEL}={}",
+            self.instance.selector(),
+            kind.as_str()
+        )
+    }
+
+    fn lease(&self, name: &str, kind: Kind, owner_hash: Option<&str>, holder: &str) -> Lease {
+        let mut labels = json!({INSTANCE_LABEL: self.instance.name(), SLOT_LABEL: kind.as_str()});
+        if let Some(h) = owner_hash {
+            labels[super::crd::OWNER_LABEL] = json!(h);
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"holderIdentity": holder, "acquireTime": now_micro()},
+        }))
+        .expect("a Lease")
+    }
+
+    /// Tries the slots `names` in order; the first one created is ours.
+    async fn take(
+        &self,
+        names: impl Iterator<Item = String>,
+        kind: Kind,
+        owner_hash: Option<&str>,
+        holder: &str,
+    ) -> Result<Take, kube::Error> {
+        let api = self.api();
+        for name in names {
+            match api
+                .create(
+                    &PostParams::default(),
+                    &self.lease(&name, kind, owner_hash, holder),
+                )
+                .await
+            {
+                Ok(_) => return Ok(Take::Taken(name)),
+                Err(e) if is_already_exists(&e) => {
+                    if let Some(l) = api.get_opt(&name).await?
+                        && l.spec.and_then(|s| s.holder_identity).as_deref() == Some(holder)
+                    {
+                        return Ok(Take::Same(name));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Take::Full)
+    }
+
+    /// One of the owner's `limit` user slots, for `holder`.
+    pub async fn take_user(
+        &self,
+        owner_hash: &str,
+        limit: u32,
+        holder: &str,
+    ) -> Result<Take, kube::Error> {
+        let prefix = format!("showroom-user-{}-{owner_hash}", self.instance.name());
+        let names = (0..limit).map(move |k| format!("{prefix}-{k}"));
+        self.take(names, Kind::User, Some(owner_hash), holder).await
+    }
+
+    /// One of the `capacity` run slots. The search starts at a random slot, so that
+    /// concurrent starts rarely meet on the same name.
+    pub async fn take_run(&self, capacity: u32, holder: &str) -> Result<Take, kube::Error> {
+        let start = fastrand::u32(..capacity.max(1));
+        let instance = self.instance.name().to_string();
+        let names = (0..capacity)
+            .map(move |i| format!("showroom-run-{instance}-{}", (start + i) % capacity));
+        self.take(names, Kind::Run, None, holder).await
+    }
+
+    /// Binds a slot to its demo: the garbage collector frees it with the Demo.
+    pub async fn bind(&self, slot: &str, demo: &Demo) -> Result<(), kube::Error> {
+        let owner = demo.controller_owner_ref(&()).map(|mut o| {
+            o.controller = Some(false);
+            o.block_owner_deletion = Some(false);
+            o
+        });
+        let patch = json!({
+            "metadata": {"labels": {DEMO_LABEL: demo.name_any()}, "ownerReferences": owner.into_iter().collect::<Vec<_>>()},
+            "spec": {"holderIdentity": demo.name_any()},
+        });
+        self.api()
+            .patch(slot, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn free(&self, slot: &str) -> Result<(), kube::Error> {
+        match self.api().delete(slot, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Frees what a demo holds: its run slot, or (`kind` None) every slot.
+    pub async fn free_for(&self, demo: &str, kind: Option<Kind>) -> Result<(), kube::Error> {
+        let mut sel = format!("{},{DEMO_LABEL}={demo}", self.instance.selector());
+        if let Some(k) = kind {
+            sel.push_str(&format!(",{SLOT_LABEL}={}", k.as_str()));
+        }
+        for l in self
+            .api()
+            .list(&ListParams::default().labels(&sel))
+            .await?
+            .items
+        {
+            self.free(&l.name_any()).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the demo holds a run slot.
+    pub async fn holds_run(&self, demo: &str) -> Result<bool, kube::Error> {
+        let sel = format!("{},{DEMO_LABEL}={demo}", self.selector(Kind::Run));
+        Ok(!self
+            .api()
+            .list(&ListParams::default().labels(&sel))
+            .await?
+            .items
+            .is_empty())
+    }
+}
+
+/// Which of the instance's slots should be freed: taken but never bound for longer than
+/// `PENDING_GRACE` (its replica died mid-start), or bound to a demo that no longer
+/// counts (`counts(kind, demo)` false, or the demo gone).
+pub fn orphaned(
+    leases: &[Lease],
+    counts: impl Fn(Kind, &str) -> bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<String> {
+    leases
+        .iter()
+        .filter(|l| {
+            let kind = match l.labels().get(SLOT_LABEL).map(String::as_str) {
+                Some("user") => Kind::User,
+                Some("run") => Kind::Run,
+                _ => return false,
+            };
+            match l.labels().get(DEMO_LABEL) {
+                Some(demo) => !counts(kind, demo),
+                None => super::time::created_at(&l.metadata).is_some_and(|c| {
+                    now - c > chrono::Duration::from_std(PENDING_GRACE).expect("a minute")
+                }),
+            }
+        })
+        .map(|l| l.name_any())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(name: &str, kind: &str, demo: Option<&str>, age_s: i64) -> Lease {
+        let created = (chrono::Utc::now() - chrono::Duration::seconds(age_s)).to_rfc3339();
+        let mut labels = json!({SLOT_LABEL: kind});
+        if let Some(d) = demo {
+            labels[DEMO_LABEL] = json!(d);
+        }
+        serde_json::from_value(
+            json!({"metadata": {"name": name, "labels": labels, "creationTimestamp": created}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_janitor_frees_unbound_old_slots_and_slots_of_demos_that_stopped_counting() {
+        let leases = [
+            lease("young-pending", "user", None, 5),
+            lease("old-pending", "user", None, 600),
+            lease("live-user", "user", Some("demo-live"), 600),
+            lease("asleep-run", "run", Some("demo-asleep"), 600),
+            lease("live-run", "run", Some("demo-live"), 600),
+            lease("gone-user", "user", Some("demo-gone"), 600),
+        ];
+        let counts = |kind: Kind, demo: &str| match demo {
+            "demo-live" => true,
+            "demo-asleep" => kind == Kind::User,
+            _ => false,
+        };
+        let mut freed = orphaned(&leases, counts, chrono::Utc::now());
+        freed.sort();
+        assert_eq!(freed, ["asleep-run", "gone-user", "old-pending"]);
+    }
+}

@@ -1,0 +1,130 @@
+//! What the warm pools hold, and how long a start takes: for the catalogue (sales
+//! staff see "starts instantly" or "about 40 s"), the admins' pool table and
+//! `GET /api/v1/pools`.
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::ApiError;
+use crate::cluster::crd::{Demo, REVISION_LABEL};
+use crate::cluster::pool;
+use crate::domain::lifecycle::Phase;
+use crate::domain::template::{PoolState, Template};
+use axum::Json;
+use axum::extract::State;
+use chrono::Duration;
+use kube::ResourceExt;
+use serde::Serialize;
+use serde_json::json;
+
+/// One template's pool, as admins see it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolView {
+    pub template: String,
+    pub display_name: String,
+    pub size: u32,
+    pub state: String,
+    /// Members ready to be claimed now.
+    pub ready: usize,
+    /// Members on their way (provisioning, or waking into a sleeping pool).
+    pub starting: usize,
+    /// Members from an older revision of the template, being replaced.
+    pub replacing: usize,
+}
+
+pub fn views(s: &AppState) -> Vec<PoolView> {
+    s.catalogue
+        .templates
+        .values()
+        .filter_map(|t| {
+            let p = t.warm_pool.as_ref()?;
+            let members = pool::members(&s.demos, &t.name);
+            let ready = members.iter().filter(|d| pool::claimable(d, t)).count();
+            let replacing = members
+                .iter()
+                .filter(|d| d.labels().get(REVISION_LABEL) != Some(&t.revision()))
+                .count();
+            Some(PoolView {
+                template: t.name.clone(),
+                display_name: t.display_name.clone(),
+                size: p.size,
+                state: match p.state {
+                    PoolState::Running => "Running",
+                    PoolState::Sleeping => "Sleeping",
+                }
+                .into(),
+                ready,
+                starting: members.len().saturating_sub(ready + replacing),
+                replacing,
+            })
+        })
+        .collect()
+}
+
+/// `GET /api/v1/pools` (admins).
+pub async fn api(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !user.is_admin() {
+        return Err(ApiError::forbidden("only admins may see the warm pools"));
+    }
+    Ok(Json(json!({"pools": views(&s)})))
+}
+
+/// How long a start of a template takes now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Estimate {
+    /// A warm-pool member is ready: the start is a claim.
+    Instant,
+    /// The median of the template's recent cold starts.
+    About(Duration),
+    /// Nothing measured yet.
+    Unknown,
+}
+
+impl Estimate {
+    pub fn describe(&self) -> String {
+        match self {
+            Estimate::Instant => "starts instantly (from the warm pool)".into(),
+            Estimate::About(d) => format!("starts in about {}", crate::domain::duration::human(*d)),
+            Estimate::Unknown => "starts in a few minutes".into(),
+        }
+    }
+}
+
+/// From creation to Ready of the template's recent cold starts in the cache.
+fn start_times(demos: &[std::sync::Arc<Demo>], t: &Template) -> Vec<Duration> {
+    let mut recent: Vec<(chrono::DateTime<chrono::Utc>, Duration)> = demos
+        .iter()
+        .filter(|d| d.spec.template == t.name && d.spec.claimed_at.is_none())
+        .filter_map(|d| {
+            let created = crate::cluster::lease::created_at(d);
+            let st = d.status.as_ref()?;
+            // The first Ready of a demo that has not slept since (readyAt moves on wakes).
+            if st.sleeping_since.is_some() || d.phase() == Phase::Failed {
+                return None;
+            }
+            let ready = st.ready_at?;
+            (st.reset_generation == 0).then_some((created, ready - created))
+        })
+        .collect();
+    recent.sort_by_key(|(c, _)| std::cmp::Reverse(*c));
+    recent.into_iter().take(20).map(|(_, d)| d).collect()
+}
+
+pub fn estimate(s: &AppState, t: &Template) -> Estimate {
+    if t.warm_pool.is_some()
+        && pool::members(&s.demos, &t.name)
+            .iter()
+            .any(|d| pool::claimable(d, t))
+    {
+        return Estimate::Instant;
+    }
+    let mut times = start_times(&s.demos.state(), t);
+    if times.is_empty() {
+        return Estimate::Unknown;
+    }
+    times.sort();
+    Estimate::About(times[times.len() / 2])
+}
