@@ -149,7 +149,8 @@ async fn sales_and_prospect_journey_in_chromium(tc: TestCluster) {
     let api = Client::new(&running, SALES);
     let dir = shots(if tc.is_sim() { "sim" } else { "real" });
 
-    // Sales: sign in with one click, see the catalogue.
+    // Sales: sign in with one click, see the catalogue; the web shop's warm pool makes
+    // its start instant, and the page says so once its member is ready.
     let sales = browser(&driver_url, 1280, 900).await;
     sales.goto(&format!("{base}/demos")).await.unwrap();
     wait_css(&sales, "#dev-sales").await;
@@ -161,17 +162,36 @@ async fn sales_and_prospect_journey_in_chromium(tc: TestCluster) {
             .await
             .contains("Data pipeline")
     );
+    eventually(
+        T,
+        "the catalogue says the web shop starts instantly",
+        || async {
+            sales.goto(&format!("{base}/")).await.unwrap();
+            text(&sales, "#template-web-shop [data-estimate]")
+                .await
+                .contains("instantly")
+                .then_some(())
+        },
+    )
+    .await;
     shot(&sales, &dir, "02-catalogue").await;
 
-    // Start a demo: the progress view walks through the steps and turns into the demo page.
+    // An instant start: the web shop's demo comes ready from the pool.
+    click(&sales, "#template-web-shop .start").await;
+    wait_css(&sales, "#from-pool").await;
+    assert_eq!(text(&sales, "[data-phase]").await, "Ready");
+    shot(&sales, &dir, "03b-instant-start").await;
+    sales.goto(&format!("{base}/")).await.unwrap();
+
+    // A cold start: the progress view walks through the steps and turns into the demo page.
     sales
-        .find(Locator::Css("#title-web-shop"))
+        .find(Locator::Css("#title-data-pipeline"))
         .await
         .unwrap()
         .send_keys("ACME Corp")
         .await
         .unwrap();
-    click(&sales, "#template-web-shop .start").await;
+    click(&sales, "#template-data-pipeline .start").await;
     wait_css(&sales, "#progress .steps").await;
     let phase = text(&sales, "[data-phase]").await;
     assert!(phase == "Pending" || phase == "Provisioning", "{phase}");
@@ -228,6 +248,25 @@ async fn sales_and_prospect_journey_in_chromium(tc: TestCluster) {
         "the app never sees showroom's cookie"
     );
     shot(&prospect, &dir, "06-prospect-app").await;
+    // The prospect fills the cart; sales resets the demo (after a confirmation); the
+    // prospect's link shows the reset under way, then the app as the snapshot has it.
+    for _ in 0..2 {
+        click(&prospect, "#add").await;
+        wait_css(&prospect, "#cart").await;
+    }
+    assert_eq!(text(&prospect, "#cart").await, "2");
+    sales.goto(&format!("{base}/demos/{name}")).await.unwrap();
+    click(&sales, "#reset").await;
+    sales.accept_alert().await.unwrap();
+    api.wait_phase(&name, Some("Resetting"), T).await;
+    prospect.refresh().await.unwrap();
+    wait_css(&prospect, "#waking").await;
+    assert!(text(&prospect, "h1").await.contains("Resetting"));
+    shot(&prospect, &dir, "06b-prospect-resetting").await;
+    eventually(T, "the app back at its snapshot", || async {
+        (text(&prospect, "#cart").await == "0").then_some(())
+    })
+    .await;
     // Absolute links of the app keep working on the link's own host.
     click(&prospect, "#products").await;
     eventually(T, "followed the app's absolute link", || async {
