@@ -5,7 +5,7 @@
 //! Sections: starts (a claim from a warm pool against a cold start).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_macros, unused_imports)]
+#[allow(unused_macros, unused_imports)]
 mod common;
 
 use common::TestCluster;
