@@ -20,11 +20,20 @@ impl Store {
         let mut st = self.lock();
         let ns_key = if rt.namespaced { ns } else { "" };
         let current = Self::current(&st, rt, ns_key, name)?;
-        if let Some(uid) = &opts.uid
-            && Some(uid) != meta(&current, "uid").as_ref()
-        {
-            return Err(ApiError::conflict(rt, name));
-        }
+        let precondition = |what: &str, want: &Option<String>, field: &str| match want {
+            Some(w) if Some(w) != meta(&current, field).as_ref() => Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} {name:?}: Precondition failed: {what} in precondition: {w}, {what} in object meta: {}",
+                    rt.plural,
+                    meta(&current, field).unwrap_or_default()
+                ),
+            )),
+            _ => Ok(()),
+        };
+        precondition("UID", &opts.uid, "uid")?;
+        precondition("ResourceVersion", &opts.resource_version, "resourceVersion")?;
         let result = self.delete_locked(&mut st, rt, ns_key, name, &current, opts);
         self.collect.notify_one();
         Ok(result)

@@ -7,6 +7,7 @@ pub use super::error::ApiError;
 use super::object::*;
 use super::resources::{ResourceType, TypeKey, builtins};
 use super::selector::{Selector, fields_of, labels_of};
+use bytes::Bytes;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,12 +33,85 @@ impl EventType {
     }
 }
 
+/// One write as watchers see it. The object is serialized once, here, for every
+/// watcher; the event log keeps these bytes, not the objects, so history costs little.
 #[derive(Debug, Clone)]
 pub struct WatchEvent {
-    pub key: TypeKey,
     pub rv: u64,
     pub kind: EventType,
-    pub obj: Arc<Value>,
+    pub json: Bytes,
+    pub namespace: Arc<str>,
+    /// What watch filters look at.
+    pub labels: Arc<BTreeMap<String, String>>,
+    pub fields: Arc<BTreeMap<String, String>>,
+    /// The object as `PartialObjectMetadata`, made when a metadata-only watcher asks.
+    partial: Arc<std::sync::OnceLock<Bytes>>,
+}
+
+impl WatchEvent {
+    fn of(rv: u64, kind: EventType, obj: &Value) -> WatchEvent {
+        WatchEvent {
+            rv,
+            kind,
+            json: Bytes::from(serde_json::to_vec(obj).unwrap_or_default()),
+            namespace: Arc::from(meta(obj, "namespace").unwrap_or_default()),
+            labels: Arc::new(labels_of(obj)),
+            fields: Arc::new(fields_of(obj)),
+            partial: Default::default(),
+        }
+    }
+
+    /// The object as a metadata-only client asks for it.
+    pub fn partial_json(&self) -> Bytes {
+        self.partial
+            .get_or_init(|| {
+                let obj: Value = serde_json::from_slice(&self.json).unwrap_or_default();
+                Bytes::from(serde_json::to_vec(&partial(&obj)).unwrap_or_default())
+            })
+            .clone()
+    }
+}
+
+/// An object as a metadata-only client asks for it (`as=PartialObjectMetadata`).
+pub fn partial(obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// A write as the controllers hear of it: which object, not the object itself.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub key: TypeKey,
+    pub kind: EventType,
+    pub namespace: String,
+    pub name: String,
+    /// The object's controller owner: (kind, name).
+    pub owner: Option<(String, String)>,
+}
+
+impl Change {
+    fn of(key: TypeKey, kind: EventType, obj: &Value) -> Change {
+        let owner = obj
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .and_then(|refs| {
+                refs.iter()
+                    .find(|r| r["controller"] == Value::Bool(true))
+                    .map(|r| {
+                        let s = |f: &str| r[f].as_str().unwrap_or_default().to_string();
+                        (s("kind"), s("name"))
+                    })
+            });
+        Change {
+            key,
+            kind,
+            namespace: meta(obj, "namespace").unwrap_or_default(),
+            name: meta(obj, "name").unwrap_or_default(),
+            owner,
+        }
+    }
 }
 
 pub type Objects = BTreeMap<(String, String), Arc<Value>>;
@@ -100,6 +174,8 @@ pub struct DeleteOptions {
     pub propagation: Propagation,
     /// Only if the object still has this UID.
     pub uid: Option<String>,
+    /// Only if the object is still at this resourceVersion.
+    pub resource_version: Option<String>,
     /// `gracePeriodSeconds`: 0 deletes a pod at once (the kubelet's confirmation).
     pub grace: Option<i64>,
 }
@@ -121,7 +197,12 @@ pub enum Propagation {
 
 pub struct Store {
     state: Mutex<State>,
-    events: broadcast::Sender<WatchEvent>,
+    /// Every write, for the controllers.
+    events: broadcast::Sender<Change>,
+    /// The newest resourceVersion of each type, for that type's watches, which read
+    /// what is new from the log: a watch of pods never wakes for other types' writes,
+    /// and nothing but the log holds old versions.
+    by_type: Mutex<HashMap<TypeKey, tokio::sync::watch::Sender<u64>>>,
     /// Wakes the namespace and garbage collectors.
     pub collect: Notify,
 }
@@ -134,7 +215,7 @@ impl Store {
         for rt in builtins() {
             types.insert(rt.key(), Arc::new(rt));
         }
-        let (events, _) = broadcast::channel(65536);
+        let (events, _) = broadcast::channel(8192);
         Arc::new(Store {
             state: Mutex::new(State {
                 rv: 1,
@@ -143,8 +224,19 @@ impl Store {
                 logs: HashMap::new(),
             }),
             events,
+            by_type: Mutex::new(HashMap::new()),
             collect: Notify::new(),
         })
+    }
+
+    /// The channel announcing a type's newest resourceVersion.
+    fn channel(&self, key: &TypeKey, rv: u64) -> tokio::sync::watch::Sender<u64> {
+        self.by_type
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_insert_with(|| tokio::sync::watch::channel(rv).0)
+            .clone()
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
@@ -153,7 +245,7 @@ impl Store {
     }
 
     /// Every write, as it happens (the controllers' informer).
-    pub fn subscribe(&self) -> broadcast::Receiver<WatchEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.events.subscribe()
     }
 
@@ -167,6 +259,24 @@ impl Store {
 
     pub fn object_count(&self) -> usize {
         self.lock().objects.values().map(BTreeMap::len).sum()
+    }
+
+    /// What the store holds, per type: (plural, objects, bytes as JSON), largest first.
+    pub fn stats(&self) -> Vec<(String, usize, usize)> {
+        let st = self.lock();
+        let mut out: Vec<(String, usize, usize)> = st
+            .objects
+            .iter()
+            .map(|((_, _, plural), m)| {
+                let bytes = m
+                    .values()
+                    .map(|o| serde_json::to_vec(&**o).map_or(0, |v| v.len()))
+                    .sum();
+                (plural.clone(), m.len(), bytes)
+            })
+            .collect();
+        out.sort_by_key(|(_, _, b)| std::cmp::Reverse(*b));
+        out
     }
 
     pub fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Arc<Value>, ApiError> {
@@ -226,44 +336,61 @@ impl Store {
     }
 
     /// Starts a watch: the events after `from` (or the current objects as ADDED when
-    /// `from` is None), and a receiver for what follows, with no gap between the two.
+    /// `from` is None), and a receiver of the type's newest resourceVersion for what
+    /// follows (`events_since`), with no gap between the two.
     pub fn watch(
         &self,
         rt: &ResourceType,
         from: Option<u64>,
-    ) -> Result<(Vec<WatchEvent>, broadcast::Receiver<WatchEvent>), ApiError> {
-        let st = self.lock();
+    ) -> Result<(Vec<WatchEvent>, tokio::sync::watch::Receiver<u64>), ApiError> {
         let key = rt.key();
-        let backlog = match from {
-            Some(rv) => {
-                let log = st.logs.get(&key);
-                let compacted = log.map_or(0, |l| l.compacted);
-                if rv < compacted {
-                    return Err(ApiError::gone(format!(
-                        "too old resource version: {rv} ({compacted})"
-                    )));
-                }
-                log.map(|l| l.events.iter().filter(|e| e.rv > rv).cloned().collect())
-                    .unwrap_or_default()
-            }
-            None => st
-                .objects
-                .get(&key)
-                .map(|m| {
-                    m.values()
-                        .map(|o| WatchEvent {
-                            key: key.clone(),
-                            rv: meta(o, "resourceVersion")
-                                .and_then(|v| v.parse().ok())
-                                .unwrap_or(0),
-                            kind: EventType::Added,
-                            obj: o.clone(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+        let (backlog, current) = {
+            let st = self.lock();
+            let backlog = match from {
+                Some(rv) => Ok(Self::log_since(&st, &key, rv)?),
+                None => Err(st
+                    .objects
+                    .get(&key)
+                    .map(|m| m.values().cloned().collect::<Vec<_>>())
+                    .unwrap_or_default()),
+            };
+            // Subscribed under the store's lock: nothing written after the backlog is
+            // missed.
+            (backlog, self.channel(&key, st.rv).subscribe())
         };
-        Ok((backlog, self.events.subscribe()))
+        // The current objects are serialized outside the lock.
+        let backlog = backlog.unwrap_or_else(|objects| {
+            objects
+                .iter()
+                .map(|o| {
+                    let rv = meta(o, "resourceVersion")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    WatchEvent::of(rv, EventType::Added, o)
+                })
+                .collect()
+        });
+        Ok((backlog, current))
+    }
+
+    fn log_since(st: &State, key: &TypeKey, rv: u64) -> Result<Vec<WatchEvent>, ApiError> {
+        let Some(log) = st.logs.get(key) else {
+            return Ok(Vec::new());
+        };
+        if rv < log.compacted {
+            return Err(ApiError::gone(format!(
+                "too old resource version: {rv} ({})",
+                log.compacted
+            )));
+        }
+        let from = log.events.partition_point(|e| e.rv <= rv);
+        Ok(log.events.range(from..).cloned().collect())
+    }
+
+    /// What a running watch has not seen yet: the type's events after `rv`. Gone when
+    /// the watch fell so far behind that the log no longer holds them.
+    pub fn events_since(&self, rt: &ResourceType, rv: u64) -> Result<Vec<WatchEvent>, ApiError> {
+        Self::log_since(&self.lock(), &rt.key(), rv)
     }
 
     pub fn current_rv(&self) -> u64 {
@@ -294,20 +421,22 @@ impl Store {
         } else {
             objects.insert(id, obj.clone());
         }
-        let ev = WatchEvent {
-            key: key.clone(),
-            rv,
-            kind,
-            obj: obj.clone(),
-        };
-        let log = st.logs.entry(key).or_default();
-        log.events.push_back(ev.clone());
+        let log = st.logs.entry(key.clone()).or_default();
+        log.events.push_back(WatchEvent::of(rv, kind, &obj));
         while log.events.len() > LOG_CAPACITY {
             if let Some(old) = log.events.pop_front() {
                 log.compacted = old.rv;
             }
         }
-        let _ = self.events.send(ev);
+        if let Some(tx) = self
+            .by_type
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            tx.send_replace(rv);
+        }
+        let _ = self.events.send(Change::of(key, kind, &obj));
         if rt.plural == "customresourcedefinitions" && rt.group == "apiextensions.k8s.io" {
             Self::sync_crd(st, &obj, kind);
         }

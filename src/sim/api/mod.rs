@@ -13,7 +13,7 @@ mod writes;
 use super::faults::{Faults, Injected};
 use super::resources::{ResourceType, TypeKey};
 use super::selector::Selector;
-use super::store::{ApiError, Part, Store};
+use super::store::{ApiError, Part, Store, partial};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
@@ -30,6 +30,44 @@ pub struct SimApi {
     /// Bumped to end every open watch.
     pub watch_epoch: tokio::sync::watch::Sender<u64>,
     pub bookmark_interval: Duration,
+    /// Requests served, by verb and resource, as `apiserver_request_total` counts them.
+    pub requests: std::sync::Mutex<std::collections::BTreeMap<(&'static str, String), u64>>,
+}
+
+impl SimApi {
+    fn count(&self, verb: &'static str, resource: &str) {
+        let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry((verb, resource.to_string())).or_default() += 1;
+    }
+
+    /// `/metrics`: the request counts, in the API server's own metric and labels.
+    fn metrics(&self) -> Response {
+        let m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::from(
+            "# HELP apiserver_request_total Counter of apiserver requests broken out for each verb and resource.\n# TYPE apiserver_request_total counter\n",
+        );
+        for ((verb, resource), n) in m.iter() {
+            out.push_str(&format!(
+                "apiserver_request_total{{resource=\"{resource}\",verb=\"{verb}\"}} {n}\n"
+            ));
+        }
+        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    }
+}
+
+/// The verb `apiserver_request_total` counts a request under.
+fn verb_of(method: &Method, t: &Target, watch: bool) -> &'static str {
+    match (method, &t.name) {
+        (&Method::GET, None) if watch => "WATCH",
+        (&Method::GET, None) => "LIST",
+        (&Method::GET, Some(_)) => "GET",
+        (&Method::POST, _) => "POST",
+        (&Method::PUT, _) => "PUT",
+        (&Method::PATCH, _) => "PATCH",
+        (&Method::DELETE, None) => "DELETECOLLECTION",
+        (&Method::DELETE, Some(_)) => "DELETE",
+        _ => "OTHER",
+    }
 }
 
 pub(crate) fn json_response(code: u16, v: &Value) -> Response {
@@ -70,6 +108,9 @@ pub async fn handle(
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
             .into_owned()
             .collect();
+    if path == "/metrics" {
+        return api.metrics();
+    }
     if let Some(r) = discovery::discovery(&api.store, &path) {
         return r;
     }
@@ -137,19 +178,29 @@ pub async fn handle(
         Ok(t) => t,
         Err(e) => return error_response(&e),
     };
-    let wants_table = headers
+    let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("as=Table"));
+        .unwrap_or("");
+    let wants_table = accept.contains("as=Table");
+    let meta_only = accept.contains("as=PartialObjectMetadata");
+    let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    api.count(verb_of(&method, &target, watching), &target.rt.plural);
     let result = match (&method, &target.name) {
-        (&Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-            return watch::watch_response(&api, &target, &query);
+        (&Method::GET, None) if watching => {
+            return watch::watch_response(&api, &target, &query, meta_only);
         }
         (&Method::POST, Some(name)) if target.sub.as_deref() == Some("binding") => {
             parse_body(&body).and_then(|b| writes::bind(&api.store, &target, name, &b))
         }
-        (&Method::GET, None) => list(&api.store, &target, &query, wants_table),
-        (&Method::GET, Some(name)) => get(&api.store, &target, name, wants_table),
+        (&Method::GET, None) => return list(&api.store, &target, &query, wants_table, meta_only),
+        (&Method::GET, Some(name)) => get(&api.store, &target, name, wants_table).map(|(c, v)| {
+            if meta_only && c == 200 {
+                (c, partial(&v))
+            } else {
+                (c, v)
+            }
+        }),
         (&Method::POST, None) => parse_body(&body).and_then(|mut obj| {
             super::fields::record(
                 None,
@@ -345,12 +396,32 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
     Ok((ns.to_string(), name.to_string()))
 }
 
+/// A list, written out item by item: a large list is never copied whole.
 fn list(
     store: &Store,
     t: &Target,
     q: &HashMap<String, String>,
     table: bool,
-) -> Result<(u16, Value), ApiError> {
+    meta_only: bool,
+) -> Response {
+    match list_inner(store, t, q, table, meta_only) {
+        Ok(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+fn list_inner(
+    store: &Store,
+    t: &Target,
+    q: &HashMap<String, String>,
+    table: bool,
+    meta_only: bool,
+) -> Result<Vec<u8>, ApiError> {
     let (labels, fields) = selectors(&t.rt, q)?;
     let limit = match q.get("limit") {
         Some(l) => match l.parse::<usize>() {
@@ -367,17 +438,37 @@ fn list(
     let ns = (!t.ns.is_empty()).then_some(t.ns.as_str());
     let (items, rv, next) = store.list(&t.rt, ns, &labels, &fields, limit, after);
     if table {
-        return Ok((200, table::to_table(&t.rt, &items, rv)));
+        return Ok(table::to_table(&t.rt, &items, rv).to_string().into_bytes());
     }
     let mut metadata = json!({"resourceVersion": rv.to_string()});
     if let Some(n) = next {
         metadata["continue"] = json!(encode_continue(&n));
     }
-    Ok((
-        200,
-        json!({
-            "kind": format!("{}List", t.rt.kind), "apiVersion": t.rt.api_version(),
-            "metadata": metadata, "items": items.iter().map(|o| (**o).clone()).collect::<Vec<_>>(),
-        }),
-    ))
+    let (kind, api_version) = if meta_only {
+        (
+            "PartialObjectMetadataList".to_string(),
+            "meta.k8s.io/v1".to_string(),
+        )
+    } else {
+        (format!("{}List", t.rt.kind), t.rt.api_version())
+    };
+    let mut out = Vec::with_capacity(256 + items.len() * 512);
+    let head = json!({"kind": kind, "apiVersion": api_version, "metadata": metadata});
+    let head = head.to_string();
+    // `{...head fields...,"items":[` then each item, then `]}`.
+    out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    out.extend_from_slice(b",\"items\":[");
+    for (i, o) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let written = if meta_only {
+            serde_json::to_writer(&mut out, &partial(o))
+        } else {
+            serde_json::to_writer(&mut out, &**o)
+        };
+        written.map_err(|e| ApiError::new(500, "InternalError", e.to_string()))?;
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
 }

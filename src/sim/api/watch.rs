@@ -3,17 +3,21 @@
 
 use super::{SimApi, Target, error_response, selectors};
 use crate::sim::error::ApiError;
-use crate::sim::selector::{fields_of, labels_of};
 use crate::sim::store::WatchEvent;
 use axum::body::{Body, Bytes};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub fn watch_response(api: &Arc<SimApi>, t: &Target, q: &HashMap<String, String>) -> Response {
+pub fn watch_response(
+    api: &Arc<SimApi>,
+    t: &Target,
+    q: &HashMap<String, String>,
+    meta_only: bool,
+) -> Response {
     let (labels, fields) = match selectors(&t.rt, q) {
         Ok(s) => s,
         Err(e) => return error_response(&e),
@@ -50,48 +54,64 @@ pub fn watch_response(api: &Arc<SimApi>, t: &Target, q: &HashMap<String, String>
         .map_or(Duration::from_secs(1800), Duration::from_secs);
     let mut epoch = api.watch_epoch.subscribe();
     epoch.mark_unchanged();
-    let key = t.rt.key();
     let ns = t.ns.clone();
     let rt = t.rt.clone();
     let store = api.store.clone();
     let interval = api.bookmark_interval;
     let matches = move |ev: &WatchEvent| {
-        ev.key == key
-            && (ns.is_empty()
-                || ev
-                    .obj
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    == Some(ns.as_str()))
-            && labels.matches(&labels_of(&ev.obj))
-            && fields.matches(&fields_of(&ev.obj))
+        (ns.is_empty() || *ev.namespace == *ns)
+            && labels.matches(&ev.labels)
+            && fields.matches(&ev.fields)
     };
-    let line = |ev: &WatchEvent| {
-        let mut s = json!({"type": ev.kind.as_str(), "object": &*ev.obj}).to_string();
-        s.push('\n');
+    // The object was serialized once, when it was written, for every watcher.
+    let line = move |ev: &WatchEvent| {
+        let object = if meta_only {
+            ev.partial_json()
+        } else {
+            ev.json.clone()
+        };
+        let mut s = Vec::with_capacity(object.len() + 32);
+        s.extend_from_slice(b"{\"type\":\"");
+        s.extend_from_slice(ev.kind.as_str().as_bytes());
+        s.extend_from_slice(b"\",\"object\":");
+        s.extend_from_slice(&object);
+        s.extend_from_slice(b"}\n");
         Bytes::from(s)
     };
     let stream = async_stream::stream! {
         let mut last = from.unwrap_or(0);
-        for ev in backlog.iter().filter(|e| matches(e)) {
+        for ev in backlog.iter() {
             last = last.max(ev.rv);
-            yield Ok::<Bytes, std::convert::Infallible>(line(ev));
+            if matches(ev) {
+                yield Ok::<Bytes, std::convert::Infallible>(line(ev));
+            }
         }
+        // Everything up to the moment the watch started was in the backlog.
+        last = last.max(*rx.borrow_and_update());
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let mut tick = tokio::time::interval(interval);
         tick.tick().await;
         loop {
             tokio::select! {
-                ev = rx.recv() => match ev {
-                    Ok(ev) => {
-                        if ev.rv > last && matches(&ev) {
-                            last = ev.rv;
-                            yield Ok(line(&ev));
-                        }
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        break;
                     }
-                    // A watcher that falls behind is closed, as the real server does.
-                    Err(_) => break,
+                    rx.borrow_and_update();
+                    match store.events_since(&rt, last) {
+                        Ok(events) => {
+                            for ev in events {
+                                last = ev.rv;
+                                if matches(&ev) {
+                                    yield Ok(line(&ev));
+                                }
+                            }
+                        }
+                        // Fell behind what the log holds: closed, as the real server
+                        // closes a watcher too slow to keep up.
+                        Err(_) => break,
+                    }
                 },
                 _ = epoch.changed() => break,
                 _ = &mut deadline => break,

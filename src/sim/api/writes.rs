@@ -230,6 +230,10 @@ fn delete_options(body: &Bytes, q: &HashMap<String, String>) -> Result<DeleteOpt
             .pointer("/preconditions/uid")
             .and_then(Value::as_str)
             .map(str::to_string),
+        resource_version: opts
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         grace,
     })
 }
@@ -261,6 +265,7 @@ pub(super) fn delete_collection(
     let (labels, fields) = selectors(&t.rt, q)?;
     let opts = DeleteOptions {
         uid: None,
+        resource_version: None,
         ..delete_options(body, q)?
     };
     let ns = (!t.ns.is_empty()).then_some(t.ns.as_str());

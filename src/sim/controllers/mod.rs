@@ -11,7 +11,7 @@ mod namespace;
 mod quota;
 mod statefulset;
 
-use super::store::{EventType, Store, WatchEvent};
+use super::store::{Change, EventType, Store};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -51,29 +51,16 @@ pub fn start(store: Arc<Store>) -> Vec<JoinHandle<()>> {
     ]
 }
 
-fn owner_of(obj: &Value, kind: &str) -> Option<String> {
-    obj.pointer("/metadata/ownerReferences")?
-        .as_array()?
-        .iter()
-        .find(|r| r["kind"] == kind && r["controller"] == Value::Bool(true))
-        .and_then(|r| r["name"].as_str())
-        .map(str::to_string)
-}
-
-fn route(ev: &WatchEvent, queue: &mut BTreeSet<Work>) {
+fn route(ev: &Change, queue: &mut BTreeSet<Work>) {
     let (group, _, plural) = &ev.key;
-    let ns = ev
-        .obj
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let name = ev
-        .obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let ns = ev.namespace.clone();
+    let name = ev.name.clone();
+    let owned_by = |kind: &str| {
+        ev.owner
+            .as_ref()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, n)| n.clone())
+    };
     match (group.as_str(), plural.as_str()) {
         ("batch", "jobs") => {
             queue.insert(Work::Job(ns, name));
@@ -82,10 +69,10 @@ fn route(ev: &WatchEvent, queue: &mut BTreeSet<Work>) {
             queue.insert(Work::StatefulSet(ns, name));
         }
         ("", "pods") => {
-            if let Some(j) = owner_of(&ev.obj, "Job") {
+            if let Some(j) = owned_by("Job") {
                 queue.insert(Work::Job(ns.clone(), j));
             }
-            if let Some(s) = owner_of(&ev.obj, "StatefulSet") {
+            if let Some(s) = owned_by("StatefulSet") {
                 queue.insert(Work::StatefulSet(ns.clone(), s));
             }
             queue.insert(Work::Quota(ns));
