@@ -90,6 +90,11 @@ impl Progress {
         s.finished_at = Some(now);
         s.message = Some(msg.to_string());
     }
+    pub fn is_done(&self, name: &str) -> bool {
+        self.steps
+            .iter()
+            .any(|s| s.name == name && s.state == StepState::Done)
+    }
     /// The step now running, for a failure message.
     pub fn current(&self) -> Option<&str> {
         self.steps
@@ -234,6 +239,50 @@ pub async fn step(
     vcluster: &str,
     p: &mut Progress,
 ) -> Result<Outcome, kube::Error> {
+    // A step recorded as done in the status is not done again: a provisioning demo is
+    // reconciled many times (every change to it or its objects), and each pass would
+    // otherwise repeat every create.
+    if !p.is_done("access") {
+        let outcome = prepare_namespace(client, instance, demo, t, ns, p).await?;
+        if !matches!(outcome, Outcome::Ready) {
+            return Ok(outcome);
+        }
+    }
+    if !p.is_done("restore") {
+        // 4. The restore, by the real vcluster CLI.
+        p.running("restore");
+        let values = if t.vcluster.values.is_null() {
+            json!({})
+        } else {
+            t.vcluster.values.clone()
+        };
+        let values_yaml = serde_saphyr::to_string(&values).unwrap_or_default();
+        let cm: ConfigMap = obj(
+            json!({"metadata": {"name": VALUES_CONFIGMAP}, "data": {"vcluster.yaml": values_yaml}}),
+        )?;
+        let job = job_object(demo, t, JOB_NAME, create_args(t, vcluster, ns))?;
+        match run_job(client, ns, &job, Some(&cm)).await? {
+            Outcome::Failed(msg) => {
+                p.failed("restore", &msg);
+                return Ok(Outcome::Failed(msg));
+            }
+            Outcome::InProgress => return Ok(Outcome::InProgress),
+            Outcome::Ready => p.done("restore"),
+        }
+    }
+    up_and_published(client, ns, vcluster, p).await
+}
+
+/// Steps namespace, quota and access: what the restore Job runs in. Ready when all
+/// three are done.
+async fn prepare_namespace(
+    client: &Client,
+    instance: &Instance,
+    demo: &Demo,
+    t: &Template,
+    ns: &str,
+    p: &mut Progress,
+) -> Result<Outcome, kube::Error> {
     // 1. The namespace, owned by the Demo; a foreign namespace of that name is never used.
     p.running("namespace");
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -288,36 +337,26 @@ pub async fn step(
         "subjects": [{"kind": "ServiceAccount", "name": PROVISIONER_SA, "namespace": ns}]}))?;
     create_if_absent(&Api::namespaced(client.clone(), ns), &rb).await?;
     p.done("access");
-
-    // 4. The restore, by the real vcluster CLI.
-    p.running("restore");
-    let values = if t.vcluster.values.is_null() {
-        json!({})
-    } else {
-        t.vcluster.values.clone()
-    };
-    let values_yaml = serde_saphyr::to_string(&values).unwrap_or_default();
-    let cm: ConfigMap = obj(
-        json!({"metadata": {"name": VALUES_CONFIGMAP}, "data": {"vcluster.yaml": values_yaml}}),
-    )?;
-    create_if_absent(&Api::namespaced(client.clone(), ns), &cm).await?;
-    let job = job_object(demo, t, JOB_NAME, create_args(t, vcluster, ns))?;
-    match run_job(client, ns, &job).await? {
-        Outcome::Failed(msg) => {
-            p.failed("restore", &msg);
-            return Ok(Outcome::Failed(msg));
-        }
-        Outcome::InProgress => return Ok(Outcome::InProgress),
-        Outcome::Ready => p.done("restore"),
-    }
-    up_and_published(client, ns, vcluster, p).await
+    Ok(Outcome::Ready)
 }
 
 /// Runs a CLI Job to its end: Ready when it completed, Failed with the CLI's words.
-async fn run_job(client: &Client, ns: &str, job: &Job) -> Result<Outcome, kube::Error> {
+/// The Job (and `input`, the ConfigMap it reads) is created when it does not exist.
+async fn run_job(
+    client: &Client,
+    ns: &str,
+    job: &Job,
+    input: Option<&ConfigMap>,
+) -> Result<Outcome, kube::Error> {
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    create_if_absent(&jobs, job).await?;
-    let job = jobs.get_opt(&job.name_any()).await?;
+    let Some(job) = jobs.get_opt(&job.name_any()).await? else {
+        if let Some(cm) = input {
+            create_if_absent(&Api::namespaced(client.clone(), ns), cm).await?;
+        }
+        create_if_absent(&jobs, job).await?;
+        return Ok(Outcome::InProgress);
+    };
+    let job = Some(job);
     let conds = job
         .as_ref()
         .and_then(|j| j.status.as_ref())
@@ -368,7 +407,7 @@ pub async fn reset_step(
         &restore_job_name(generation),
         restore_args(t, vcluster, ns),
     )?;
-    match run_job(client, ns, &job).await? {
+    match run_job(client, ns, &job, None).await? {
         Outcome::Failed(msg) => {
             p.failed("restore", &msg);
             return Ok(Outcome::Failed(msg));
@@ -388,11 +427,13 @@ async fn up_and_published(
     p: &mut Progress,
 ) -> Result<Outcome, kube::Error> {
     // The vcluster's control plane is up.
-    p.running("boot");
-    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
-    match sets.get_opt(vcluster).await? {
-        Some(sts) if sleeper::is_ready(&sts) => p.done("boot"),
-        _ => return Ok(Outcome::InProgress),
+    if !p.is_done("boot") {
+        p.running("boot");
+        let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+        match sets.get_opt(vcluster).await? {
+            Some(sts) if sleeper::is_ready(&sts) => p.done("boot"),
+            _ => return Ok(Outcome::InProgress),
+        }
     }
 
     // 6. The syncer published the kubeconfig.
