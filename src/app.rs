@@ -1,6 +1,7 @@
-//! Wiring: the Demo cache, the HTTP server, the controller, the activity flusher and
-//! the in-process cron sweep, started together and stopped together.
+//! Wiring: the caches, the HTTP server, the controller, the activity flusher and the
+//! in-process cron sweep, started together and stopped together.
 
+use crate::cluster::cache::Caches;
 use crate::cluster::controller;
 use crate::cluster::crd::{Demo, Instance};
 use crate::cluster::leader::{Election, LeaderConfig};
@@ -13,10 +14,8 @@ use crate::metrics::Metrics;
 use crate::web::proxy::UpstreamOverride;
 use crate::web::{self, AppState, Limits, activity::ActivityTracker};
 use anyhow::Context;
-use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, CustomResourceExt};
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -156,29 +155,13 @@ pub async fn start(
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut background = Vec::new();
 
-    // The Demo cache that every read is served from.
-    let (reader, writer) = reflector::store();
-    let stream = reflector(
-        writer,
-        watcher(
-            Api::<Demo>::all(client.clone()),
-            watcher::Config::default().labels(&cfg.instance.selector()),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
-    background.push(tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        while let Some(r) = stream.next().await {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "demo watch interrupted; retrying");
-            }
-        }
-    }));
+    // The caches every read is served from, and the controller and the sweep work from.
+    let (caches, tasks) = Caches::start(&client, &cfg.namespace, &cfg.instance);
+    background.extend(tasks);
     let ready = Arc::new(web::health::Readiness::default());
     background.push(tokio::spawn(watch_readiness(
         client.clone(),
-        reader.clone(),
+        caches.clone(),
         ready.clone(),
     )));
     let slots = Slots {
@@ -186,7 +169,11 @@ pub async fn start(
         namespace: cfg.namespace.clone(),
         instance: cfg.instance.clone(),
     };
-    let activity = ActivityTracker::new(client.clone(), reader.clone(), cfg.activity_interval);
+    let activity = ActivityTracker::new(
+        client.clone(),
+        caches.demos.store().clone(),
+        cfg.activity_interval,
+    );
     background.push(tokio::spawn(activity.clone().flush_loop()));
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -209,7 +196,7 @@ pub async fn start(
         .unwrap_or_else(|| format!("localhost:{}", addr.port()));
     let state = AppState {
         client: client.clone(),
-        demos: reader,
+        demos: caches.demos.clone(),
         catalogue: catalogue.clone(),
         users,
         metrics: metrics.clone(),
@@ -265,7 +252,7 @@ pub async fn start(
         }),
         schedule,
         sweep: cfg.sweep.clone(),
-        cache: state.demos.clone(),
+        caches: caches.clone(),
         capacity: cfg.max_running_demos,
     };
     let is_leader = election.as_ref().map(|e| e.is_leader.clone());
@@ -300,8 +287,8 @@ struct LeaderWork {
     ctx: Arc<controller::Context>,
     schedule: Option<cron::Schedule>,
     sweep: SweepOptions,
-    /// The Demo cache the warm pools are kept from.
-    cache: reflector::Store<Demo>,
+    /// What the controller, the sweeps and the pools work from.
+    caches: Caches,
     capacity: u32,
 }
 
@@ -321,22 +308,36 @@ async fn supervise(
             r = is_leader.wait_for(|l| *l) => if r.is_err() { return },
             _ = shutdown.wait_for(|s| *s) => return,
         }
+        // The controller starts from a synced cache: everything in it is reconciled once.
+        tokio::select! {
+            _ = work.caches.wait_until_ready() => {},
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
         tracing::info!("leading: running the controller and the sweep schedule");
         metrics.leader.set(1);
         let (stop, stop_rx) = watch::channel(false);
         let mut rx = stop_rx.clone();
-        let controller = tokio::spawn(controller::run(work.ctx.clone(), async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }));
-        let sweeps = work
-            .schedule
-            .clone()
-            .map(|s| tokio::spawn(sweep_loop(work.ctx.clone(), s, work.sweep.clone())));
+        let controller = tokio::spawn(controller::run(
+            work.ctx.clone(),
+            work.caches.demos.clone(),
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            },
+        ));
+        let sweeps = work.schedule.clone().map(|s| {
+            tokio::spawn(sweep_loop(
+                work.ctx.clone(),
+                work.caches.clone(),
+                s,
+                work.sweep.clone(),
+            ))
+        });
         let pools = tokio::spawn(pool::run(pool::Pools {
             client: work.ctx.client.clone(),
             instance: work.ctx.instance.clone(),
             catalogue: work.ctx.catalogue.clone(),
-            cache: work.cache.clone(),
+            cache: work.caches.demos.clone(),
+            slot_cache: work.caches.slots.clone(),
             slots: work.ctx.slots.clone(),
             capacity: work.capacity,
             metrics: work.ctx.metrics.clone(),
@@ -360,36 +361,33 @@ async fn supervise(
     }
 }
 
-async fn sweep_loop(ctx: Arc<controller::Context>, schedule: cron::Schedule, opts: SweepOptions) {
+async fn sweep_loop(
+    ctx: Arc<controller::Context>,
+    caches: Caches,
+    schedule: cron::Schedule,
+    opts: SweepOptions,
+) {
     for next in schedule.upcoming(chrono::Utc) {
         let wait = (next - chrono::Utc::now())
             .to_std()
             .unwrap_or(Duration::ZERO);
         tokio::time::sleep(wait).await;
-        match sweeper::sweep(
+        let items = sweeper::sweep_cached(
             &ctx.client,
+            &caches,
             &ctx.instance,
             &ctx.catalogue,
             &opts,
             &ctx.metrics,
         )
-        .await
-        {
-            Ok(items) => tracing::debug!(actions = items.len(), "scheduled sweep done"),
-            Err(e) => {
-                tracing::warn!(error = %e, "scheduled sweep could not list; will try at the next run")
-            }
-        }
+        .await;
+        tracing::debug!(actions = items.len(), "scheduled sweep done");
     }
 }
 
 /// Marks the replica ready once the Demo cache has synced. Until then it finds out why
 /// not, and says so in the log and in `/readyz`: most often, the Demo CRD is missing.
-async fn watch_readiness(
-    client: Client,
-    cache: reflector::Store<Demo>,
-    ready: Arc<web::health::Readiness>,
-) {
+async fn watch_readiness(client: Client, caches: Caches, ready: Arc<web::health::Readiness>) {
     let probe = async {
         let demos: Api<Demo> = Api::all(client);
         let mut last_logged: Option<(String, std::time::Instant)> = None;
@@ -419,9 +417,9 @@ async fn watch_readiness(
         }
     };
     tokio::select! {
-        r = cache.wait_until_ready() => if r.is_ok() {
+        _ = caches.wait_until_ready() => {
             ready.set_ready();
-            tracing::info!("ready: the Demo cache has synced");
+            tracing::info!("ready: the caches have synced");
         },
         _ = probe => {}
     }

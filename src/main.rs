@@ -467,15 +467,24 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 orphan_grace,
                 stuck_after,
             };
-            let plan = sweeper::plan(&client, &instance, &catalogue, &opts)
+            let (demos, namespaces) = sweeper::list_all(&client, &instance)
                 .await
                 .context("listing demos and namespaces")?;
+            let plan = sweeper::plan(
+                &demos,
+                &namespaces,
+                &instance,
+                &catalogue,
+                &opts,
+                chrono::Utc::now(),
+            );
             print!("{}", plan.table());
             if dry_run {
                 println!("(dry run: nothing changed)");
                 return Ok(());
             }
-            let results = sweeper::execute(&client, &plan, &Metrics::default()).await;
+            let results =
+                sweeper::execute(&client, &instance, &plan, &opts, &Metrics::default()).await;
             let failed: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).collect();
             for (it, r) in &failed {
                 eprintln!(

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub lifecycle_actions: Family<Labels, Counter>,
     pub api_errors: Family<Labels, Counter>,
     pub leader: Gauge,
+    /// Seconds the last in-process sweep took to plan (from the caches).
+    pub sweep_plan_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub share_link_visits: Counter,
     pub notices: Family<Labels, Counter>,
     pub pool_size: Family<Labels, Gauge>,
@@ -51,6 +53,12 @@ impl Default for Metrics {
             "sweep_duration_seconds",
             "Duration of one cleanup sweep",
             sweep_seconds.clone(),
+        );
+        let sweep_plan_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        r.register(
+            "sweep_plan_seconds",
+            "How long the last in-process sweep took to plan, from the caches",
+            sweep_plan_seconds.clone(),
         );
         let sweep_actions = Family::<Labels, Counter>::default();
         r.register(
@@ -132,6 +140,7 @@ impl Default for Metrics {
             provisioning_seconds,
             wake_seconds,
             sweep_seconds,
+            sweep_plan_seconds,
             sweep_actions,
             lifecycle_actions,
             api_errors,

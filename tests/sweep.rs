@@ -43,7 +43,27 @@ async fn exists(tc: &TestCluster, name: &str) -> bool {
 scenarios!(
     orphans_are_deleted_only_when_every_check_passes,
     the_sweep_applies_the_lifecycle_when_the_controller_is_down,
+    the_scheduled_sweep_works_from_the_caches_without_listing,
+    a_sweep_skips_what_changed_since_it_planned,
 );
+
+/// How many times the API server has listed `resource` (its apiserver_request_total).
+async fn lists_of(tc: &TestCluster, resource: &str) -> u64 {
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = tc
+        .client
+        .request_text(req)
+        .await
+        .expect("API server metrics");
+    text.lines()
+        .filter(|l| {
+            l.starts_with("apiserver_request_total{")
+                && l.contains("verb=\"LIST\"")
+                && l.contains(&format!("resource=\"{resource}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
 
 async fn orphans_are_deleted_only_when_every_check_passes(tc: TestCluster) {
     let app = start_showroom(&tc, test_config()).await;
@@ -172,7 +192,7 @@ async fn orphans_are_deleted_only_when_every_check_passes(tc: TestCluster) {
     assert!(exists(&tc, &orphan).await, "dry run changed nothing");
 
     // The real pass: only the orphan goes.
-    sweeper::sweep(
+    sweeper::sweep_listed(
         &tc.client,
         &tc.instance,
         &test_catalogue(),
@@ -199,7 +219,7 @@ async fn orphans_are_deleted_only_when_every_check_passes(tc: TestCluster) {
 
 /// One sweep pass, which must have planned `action` for demo `name`.
 async fn sweep_expecting(tc: &TestCluster, opts: &SweepOptions, name: &str, action: &str) {
-    let items = sweeper::sweep(
+    let items = sweeper::sweep_listed(
         &tc.client,
         &tc.instance,
         &test_catalogue(),
@@ -250,4 +270,147 @@ async fn the_sweep_applies_the_lifecycle_when_the_controller_is_down(tc: TestClu
     Client::new(&app, ADMIN).wait_phase(&name, None, T).await;
     assert!(!exists(&tc, &name).await);
     app.stop().await;
+}
+
+async fn the_scheduled_sweep_works_from_the_caches_without_listing(tc: TestCluster) {
+    let mut cfg = test_config();
+    cfg.sweep_schedule = Some("* * * * * *".into());
+    cfg.sweep.orphan_grace = chrono::Duration::seconds(1);
+    let app = start_showroom(&tc, cfg).await;
+    // Ready: the caches have listed once.
+    eventually(T, "ready", || async {
+        let url = format!("http://{}/readyz", app.addr);
+        (http("GET", &url, None, None).await.0 == 200).then_some(())
+    })
+    .await;
+    let listed = lists_of(&tc, "demos").await;
+    let s = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let managed = json!({"app.kubernetes.io/managed-by": "showroom", "showroom.dev/instance": tc.instance.name()});
+    let orphan = format!("demo-orphan-{s}");
+    let unannotated = format!("demo-noanno-{s}");
+    make_ns(
+        &tc,
+        &orphan,
+        managed.clone(),
+        json!({"showroom.dev/demo-uid": "gone"}),
+    )
+    .await;
+    make_ns(&tc, &unannotated, managed, json!({})).await;
+    eventually(T, "the orphan deleted by the scheduled sweep", || async {
+        (!exists(&tc, &orphan).await).then_some(())
+    })
+    .await;
+    // A few more sweeps: the lookalike stays, and the sweeps read only the caches.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        exists(&tc, &unannotated).await,
+        "an unannotated namespace is kept"
+    );
+    assert_eq!(
+        lists_of(&tc, "demos").await,
+        listed,
+        "the scheduled sweeps listed no Demos: they plan from the cache"
+    );
+    app.stop().await;
+}
+
+async fn a_sweep_skips_what_changed_since_it_planned(tc: TestCluster) {
+    let app = start_showroom(&tc, test_config()).await;
+    let carol = Client::new(&app, ADMIN);
+    let name = carol
+        .start(r#"{"template": "shop", "sleepAfterIdle": "2s", "deleteAfterIdle": "5s"}"#)
+        .await["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    carol.wait_phase(&name, Some("Ready"), T).await;
+    app.kill(); // the sweep alone from here on
+    let s = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let orphan = format!("demo-orphan-{s}");
+    let managed = json!({"app.kubernetes.io/managed-by": "showroom", "showroom.dev/instance": tc.instance.name()});
+    let dead = json!({"showroom.dev/demo-uid": "gone"});
+    make_ns(&tc, &orphan, managed.clone(), dead.clone()).await;
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    let opts = SweepOptions {
+        orphan_grace: chrono::Duration::zero(),
+        stuck_after: chrono::Duration::minutes(10),
+    };
+    let catalogue = test_catalogue();
+    let plan_now = || async {
+        let (demos, namespaces) = sweeper::list_all(&tc.client, &tc.instance).await.unwrap();
+        sweeper::plan(
+            &demos,
+            &namespaces,
+            &tc.instance,
+            &catalogue,
+            &opts,
+            chrono::Utc::now(),
+        )
+    };
+    let plan = plan_now().await;
+    let planned = |p: &sweeper::Plan, n: &str, action: &str| {
+        p.items().iter().any(|i| i.name == n && i.action == action)
+    };
+    assert!(planned(&plan, &name, "delete-idle"), "{:?}", plan.items());
+    assert!(
+        planned(&plan, &orphan, "delete-orphan"),
+        "{:?}",
+        plan.items()
+    );
+
+    // Meanwhile the demo changes, and the orphan's name is taken by a new namespace.
+    let demos: Api<Demo> = Api::all(tc.client.clone());
+    demos
+        .patch(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"touched": "yes"}}})),
+        )
+        .await
+        .unwrap();
+    Api::<Namespace>::all(tc.client.clone())
+        .delete(&orphan, &Default::default())
+        .await
+        .unwrap();
+    eventually(T, "the first namespace gone", || async {
+        Api::<Namespace>::all(tc.client.clone())
+            .get_opt(&orphan)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    make_ns(&tc, &orphan, managed, dead).await;
+
+    // The stale plan changes neither.
+    let results =
+        sweeper::execute(&tc.client, &tc.instance, &plan, &opts, &Metrics::default()).await;
+    assert!(
+        results.iter().all(|(_, r)| r.is_ok()),
+        "skipped, not failed"
+    );
+    let d = demos.get(&name).await.unwrap();
+    assert!(
+        d.metadata.deletion_timestamp.is_none(),
+        "a demo changed since the plan is not deleted"
+    );
+    assert!(
+        exists(&tc, &orphan).await,
+        "a namespace that is not the planned one is not deleted"
+    );
+
+    // A fresh plan sees them as they are now, and acts.
+    let plan = plan_now().await;
+    assert!(planned(&plan, &name, "delete-idle"), "{:?}", plan.items());
+    sweeper::execute(&tc.client, &tc.instance, &plan, &opts, &Metrics::default()).await;
+    let d = demos.get(&name).await.unwrap();
+    assert!(
+        d.metadata.deletion_timestamp.is_some(),
+        "deleted (its finalizer waits for showroom)"
+    );
+    eventually(T, "the new orphan deleted", || async {
+        (!exists(&tc, &orphan).await).then_some(())
+    })
+    .await;
 }

@@ -15,6 +15,7 @@ scenarios!(
     upgrades_such_as_websockets_pass_through_the_link_proxy,
     a_failed_start_says_what_failed_and_offers_retry_and_delete,
     nothing_the_demo_writes_steers_where_the_link_proxy_connects,
+    lists_come_in_pages_in_the_api_and_the_ui,
 );
 
 /// A browser-like request: (status, headers as lower-case lines, body). `host` sets
@@ -855,5 +856,159 @@ async fn nothing_the_demo_writes_steers_where_the_link_proxy_connects(tc: TestCl
         0,
         "the proxy never connected where the demo's Service pointed"
     );
+    app.stop().await;
+}
+
+/// Walks a list a page at a time: the names in order, and how many pages it took.
+async fn walk(api: &Client, path: &str, limit: usize) -> (Vec<String>, usize) {
+    let mut names = Vec::new();
+    let mut pages = 0;
+    let mut next: Option<String> = None;
+    loop {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = match &next {
+            Some(c) => format!("{path}{sep}limit={limit}&continue={c}"),
+            None => format!("{path}{sep}limit={limit}"),
+        };
+        let (code, v) = api.get(&url).await;
+        assert_eq!(code, 200, "{url}: {v}");
+        let page: Vec<String> = v["demos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_string())
+            .collect();
+        assert!(page.len() <= limit, "{url}: a page of at most {limit}: {v}");
+        pages += 1;
+        names.extend(page);
+        match v["continue"].as_str() {
+            Some(c) => next = Some(c.to_string()),
+            None => return (names, pages),
+        }
+    }
+}
+
+async fn lists_come_in_pages_in_the_api_and_the_ui(tc: TestCluster) {
+    let mut cfg = test_config();
+    cfg.max_demos_per_user = 10;
+    let app = start_showroom_with_users(&tc, cfg, dev_users()).await;
+    let (sales, admin) = (Client::new(&app, SALES), Client::new(&app, ADMIN));
+    for _ in 0..7 {
+        sales.start(r#"{"template": "shop"}"#).await;
+    }
+    admin.start(r#"{"template": "shop"}"#).await;
+    eventually(T, "the cache has all eight", || async {
+        (admin.get("/api/v1/demos?all=true").await.1["total"] == 8).then_some(())
+    })
+    .await;
+    // The whole list, newest first: what the pages must add up to.
+    let (_, whole) = sales.get("/api/v1/demos").await;
+    let whole: Vec<String> = whole["demos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(whole.len(), 7);
+    let (paged, pages) = walk(&sales, "/api/v1/demos", 3).await;
+    assert_eq!(
+        (paged.clone(), pages),
+        (whole.clone(), 3),
+        "3 + 3 + 1, in order"
+    );
+    let (everyone, pages) = walk(&admin, "/api/v1/demos?all=true", 5).await;
+    assert_eq!((everyone.len(), pages), (8, 2));
+    for n in &whole {
+        assert!(everyone.contains(n), "{n} is in the admin's pages");
+    }
+    // A page resumes after where the last one ended, even if that demo is gone now.
+    let (_, first) = sales.get("/api/v1/demos?limit=3").await;
+    let token = first["continue"].as_str().unwrap().to_string();
+    assert_eq!(first["total"], 7);
+    let (code, _) = sales.delete(&format!("/api/v1/demos/{}", whole[2])).await;
+    assert_eq!(code, 202);
+    let (_, second) = sales
+        .get(&format!("/api/v1/demos?limit=3&continue={token}"))
+        .await;
+    let second: Vec<&str> = second["demos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        second,
+        whole[3..6].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    // Bad paging input: 400 naming the parameter.
+    for (query, names) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=ten", "limit"),
+        ("continue=not-a-token", "continue"),
+    ] {
+        let (code, v) = sales.get(&format!("/api/v1/demos?{query}")).await;
+        assert_eq!(code, 400, "{query}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(names),
+            "{query}: {v}"
+        );
+    }
+
+    // The UI's list: the same pages, with a link to the older ones.
+    eventually(T, "the deleted demo gone", || async {
+        (sales.get("/api/v1/demos?limit=1").await.1["total"] == 6).then_some(())
+    })
+    .await;
+    let base = format!("http://{}", app.addr);
+    let (_, head, _) = raw(
+        "GET",
+        &format!("{base}/dev/login/sales"),
+        None,
+        None,
+        None,
+        "text/html",
+    )
+    .await;
+    let session = set_cookie(&head, "showroom_session").unwrap();
+    let mut url = format!("{base}/demos?limit=4");
+    let mut seen = Vec::new();
+    for page in 0..3 {
+        let (code, _, body) = raw("GET", &url, None, Some(&session), None, "text/html").await;
+        assert_eq!(code, 200);
+        for n in &whole {
+            if body.contains(&format!("data-demo=\"{n}\"")) && !seen.contains(n) {
+                seen.push(n.clone());
+            }
+        }
+        let older = body
+            .split("href=\"")
+            .skip(1)
+            // As a browser reads an attribute: askama writes `&` as `&#38;`.
+            .map(|h| {
+                h.split('"')
+                    .next()
+                    .unwrap()
+                    .replace("&#38;", "&")
+                    .replace("&amp;", "&")
+            })
+            .find(|h| h.starts_with("/demos?continue="));
+        match older {
+            Some(h) => url = format!("{base}{h}"),
+            None => {
+                assert_eq!(page, 1, "two pages of four hold six demos: {body}");
+                assert!(body.contains("Showing 5–6 of 6"), "{body}");
+                break;
+            }
+        }
+    }
+    let remaining: Vec<String> = whole.iter().filter(|n| **n != whole[2]).cloned().collect();
+    seen.sort();
+    let mut want = remaining.clone();
+    want.sort();
+    assert_eq!(seen, want, "every remaining demo on one of the pages");
     app.stop().await;
 }

@@ -2,6 +2,7 @@
 //! lifecycle's decision, and requeues at the next deadline so demos sleep on time.
 
 use super::actions::{self, namespace_of, now, patch_status, ready_condition, vcluster_of};
+use super::cache::DemoCache;
 use super::crd::*;
 use super::lease;
 use super::notifier::Notifier;
@@ -14,11 +15,11 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
@@ -150,27 +151,32 @@ const POLL: Duration = Duration::from_millis(500);
 /// Runs until `shutdown` resolves; in-flight reconciles finish first.
 pub async fn run(
     ctx: Arc<Context>,
+    cache: DemoCache,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let demos: Api<Demo> = Api::all(client.clone());
     // A demo's namespace, vcluster and Job share the Demo's name: map events by namespace.
     let by_namespace = |ns: Option<String>| ns.map(|n| ObjectRef::<Demo>::new(&n));
     let mine = ctx.instance.selector();
-    Controller::new(demos, watcher::Config::default().labels(&mine))
-        .owns(
-            Api::<Namespace>::all(client.clone()),
-            watcher::Config::default()
-                .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{mine}")),
-        )
-        .watches(
-            Api::<StatefulSet>::all(client.clone()),
-            watcher::Config::default().labels("app=vcluster"),
+    // The Demos come from the replica's cache (held once); of the rest, only metadata
+    // is watched: a change is all the controller needs to hear of, it reads the rest.
+    Controller::for_stream(cache.triggers(), cache.store().clone())
+        .owns_stream(meta(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            &format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{mine}"),
+        ))
+        .watches_stream(
+            meta(
+                Api::<PartialObjectMeta<StatefulSet>>::all(client.clone()),
+                "app=vcluster",
+            ),
             move |s| by_namespace(s.namespace()),
         )
-        .watches(
-            Api::<Job>::all(client.clone()),
-            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+        .watches_stream(
+            meta(
+                Api::<PartialObjectMeta<Job>>::all(client.clone()),
+                &format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"),
+            ),
             move |j| by_namespace(j.namespace()),
         )
         .graceful_shutdown_on(shutdown)
@@ -181,6 +187,20 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// A metadata-only watch of the objects with these labels, as a trigger stream.
+fn meta<K>(
+    api: Api<PartialObjectMeta<K>>,
+    labels: &str,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Send + Sync + 'static,
+{
+    watcher::watcher(api, watcher::Config::default().labels(labels))
+        .default_backoff()
+        .touched_objects()
 }
 
 fn error_policy(demo: Arc<Demo>, err: &Error, _ctx: Arc<Context>) -> Action {

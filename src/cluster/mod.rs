@@ -3,6 +3,7 @@
 //! the per-user and cluster-wide limits.
 
 pub mod actions;
+pub mod cache;
 pub mod controller;
 pub mod crd;
 pub mod leader;

@@ -4,6 +4,7 @@
 //! its resourceVersion, so two starts never claim the same member, on any replica.
 
 use super::actions;
+use super::cache::DemoCache;
 use super::crd::*;
 use super::slots::{self, Kind, Slots, Take};
 use crate::domain::duration;
@@ -11,8 +12,8 @@ use crate::domain::lifecycle::Phase;
 use crate::domain::pool::{Member, Step, plan};
 use crate::domain::template::{Catalogue, PoolState, Template};
 use crate::metrics::{Metrics, label};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::Store;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
@@ -31,13 +32,11 @@ pub fn claimable(d: &Demo, t: &Template) -> bool {
 }
 
 /// The unclaimed members of a template's pool in the cache.
-pub fn members(cache: &Store<Demo>, template: &str) -> Vec<Arc<Demo>> {
+pub fn members(cache: &DemoCache, template: &str) -> Vec<Arc<Demo>> {
     cache
-        .state()
+        .pool_members(template)
         .into_iter()
-        .filter(|d| {
-            d.spec.pool.as_deref() == Some(template) && d.metadata.deletion_timestamp.is_none()
-        })
+        .filter(|d| d.metadata.deletion_timestamp.is_none())
         .collect()
 }
 
@@ -54,7 +53,7 @@ pub struct Claim<'a> {
 /// status was written) is tried again with its new resourceVersion.
 pub async fn claim(
     client: &Client,
-    cache: &Store<Demo>,
+    cache: &DemoCache,
     t: &Template,
     claim: &Claim<'_>,
 ) -> Result<Option<Demo>, kube::Error> {
@@ -143,8 +142,10 @@ pub struct Pools {
     pub client: Client,
     pub instance: Instance,
     pub catalogue: Arc<Catalogue>,
-    pub cache: Store<Demo>,
+    pub cache: DemoCache,
     pub slots: Slots,
+    /// The slot Leases' metadata, for the janitor.
+    pub slot_cache: super::cache::MetaCache<Lease>,
     /// The most demos running at once (0: no ceiling).
     pub capacity: u32,
     pub metrics: Arc<Metrics>,
@@ -255,20 +256,12 @@ impl Pools {
         Ok(true)
     }
 
-    /// Frees slots whose demo no longer counts, or that were never bound.
+    /// Frees slots whose demo no longer counts, or that were never bound. Works from
+    /// the caches; a slot that changed since the cache saw it is left for next time.
     pub async fn janitor(&self) -> Result<usize, kube::Error> {
-        let leases = self
-            .slots
-            .api()
-            .list(&ListParams::default().labels(&self.instance.selector()))
-            .await?
-            .items;
-        let demos: std::collections::HashMap<String, Arc<Demo>> = self
-            .cache
-            .state()
-            .into_iter()
-            .map(|d| (d.name_any(), d))
-            .collect();
+        let leases: Vec<_> = self.slot_cache.state();
+        let leases: Vec<&kube::core::ObjectMeta> = leases.iter().map(|l| &l.metadata).collect();
+        let demos = &self.cache;
         let now = chrono::Utc::now();
         let counts = |kind: Kind, name: &str| match demos.get(name) {
             // Not in the cache yet (just made), or gone: only a young slot is kept.
@@ -277,12 +270,12 @@ impl Pools {
                 let live = d.metadata.deletion_timestamp.is_none() && d.phase() != Phase::Failed;
                 match kind {
                     Kind::User => live,
-                    Kind::Run => live && runs(d),
+                    Kind::Run => live && runs(&d),
                 }
             }
         };
-        let young = |l: &k8s_openapi::api::coordination::v1::Lease| {
-            super::time::created_at(&l.metadata).is_some_and(|c| {
+        let young = |l: &kube::core::ObjectMeta| {
+            super::time::created_at(l).is_some_and(|c| {
                 now - c < chrono::Duration::from_std(slots::PENDING_GRACE).expect("grace")
             })
         };
@@ -290,18 +283,27 @@ impl Pools {
             .into_iter()
             .filter(|n| {
                 // A bound slot whose demo the cache does not know yet may be brand new.
-                let l = leases.iter().find(|l| l.name_any() == *n);
+                let l = leases
+                    .iter()
+                    .find(|l| l.name.as_deref() == Some(n.as_str()));
                 let bound_to_unknown = l
-                    .and_then(|l| l.labels().get(DEMO_LABEL))
-                    .is_some_and(|d| !demos.contains_key(d));
-                !(bound_to_unknown && l.is_some_and(young))
+                    .and_then(|l| l.labels.as_ref()?.get(DEMO_LABEL))
+                    .is_some_and(|d| demos.get(d).is_none());
+                !(bound_to_unknown && l.is_some_and(|l| young(l)))
             })
             .collect();
+        let mut freed = 0;
         for n in &doomed {
-            tracing::info!(slot = %n, "freeing a slot whose demo no longer holds it");
-            self.slots.free(n).await?;
+            let rv = leases
+                .iter()
+                .find(|l| l.name.as_deref() == Some(n.as_str()))
+                .and_then(|l| l.resource_version.clone());
+            if self.slots.free_unchanged(n, rv).await? {
+                tracing::info!(slot = %n, "freed a slot whose demo no longer holds it");
+                freed += 1;
+            }
         }
-        Ok(doomed.len())
+        Ok(freed)
     }
 }
 

@@ -16,6 +16,7 @@ use super::crd::*;
 use crate::k8s::{is_already_exists, is_not_found};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::core::ObjectMeta;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use std::time::Duration;
@@ -123,15 +124,19 @@ impl Slots {
         Ok(Take::Full)
     }
 
-    /// One of the owner's `limit` user slots, for `holder`.
+    /// One of the owner's `limit` user slots, for `holder`. The search starts at slot
+    /// `held` (how many the cache says the owner holds, usually slots 0..held), so a
+    /// start costs one create, not one per demo the user already has.
     pub async fn take_user(
         &self,
         owner_hash: &str,
         limit: u32,
+        held: u32,
         holder: &str,
     ) -> Result<Take, kube::Error> {
         let prefix = format!("showroom-user-{}-{owner_hash}", self.instance.name());
-        let names = (0..limit).map(move |k| format!("{prefix}-{k}"));
+        let start = if limit == 0 { 0 } else { held % limit };
+        let names = (0..limit).map(move |i| format!("{prefix}-{}", (start + i) % limit));
         self.take(names, Kind::User, Some(owner_hash), holder).await
     }
 
@@ -160,6 +165,29 @@ impl Slots {
             .patch(slot, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
         Ok(())
+    }
+
+    /// Frees a slot only if it is still as the cache saw it (`resource_version`): true
+    /// if it is gone now.
+    pub async fn free_unchanged(
+        &self,
+        slot: &str,
+        resource_version: Option<String>,
+    ) -> Result<bool, kube::Error> {
+        let dp = DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                resource_version,
+                uid: None,
+            }),
+            ..Default::default()
+        };
+        match self.api().delete(slot, &dp).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(true),
+            // Changed meanwhile (bound, or taken anew): look again next time.
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn free(&self, slot: &str) -> Result<(), kube::Error> {
@@ -203,26 +231,28 @@ impl Slots {
 /// `PENDING_GRACE` (its replica died mid-start), or bound to a demo that no longer
 /// counts (`counts(kind, demo)` false, or the demo gone).
 pub fn orphaned(
-    leases: &[Lease],
+    leases: &[&ObjectMeta],
     counts: impl Fn(Kind, &str) -> bool,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<String> {
+    let none = std::collections::BTreeMap::new();
     leases
         .iter()
         .filter(|l| {
-            let kind = match l.labels().get(SLOT_LABEL).map(String::as_str) {
+            let labels = l.labels.as_ref().unwrap_or(&none);
+            let kind = match labels.get(SLOT_LABEL).map(String::as_str) {
                 Some("user") => Kind::User,
                 Some("run") => Kind::Run,
                 _ => return false,
             };
-            match l.labels().get(DEMO_LABEL) {
+            match labels.get(DEMO_LABEL) {
                 Some(demo) => !counts(kind, demo),
-                None => super::time::created_at(&l.metadata).is_some_and(|c| {
+                None => super::time::created_at(l).is_some_and(|c| {
                     now - c > chrono::Duration::from_std(PENDING_GRACE).expect("a minute")
                 }),
             }
         })
-        .map(|l| l.name_any())
+        .filter_map(|l| l.name.clone())
         .collect()
 }
 
@@ -230,14 +260,14 @@ pub fn orphaned(
 mod tests {
     use super::*;
 
-    fn lease(name: &str, kind: &str, demo: Option<&str>, age_s: i64) -> Lease {
+    fn lease(name: &str, kind: &str, demo: Option<&str>, age_s: i64) -> ObjectMeta {
         let created = (chrono::Utc::now() - chrono::Duration::seconds(age_s)).to_rfc3339();
         let mut labels = json!({SLOT_LABEL: kind});
         if let Some(d) = demo {
             labels[DEMO_LABEL] = json!(d);
         }
         serde_json::from_value(
-            json!({"metadata": {"name": name, "labels": labels, "creationTimestamp": created}}),
+            json!({"name": name, "labels": labels, "creationTimestamp": created}),
         )
         .unwrap()
     }
@@ -257,6 +287,7 @@ mod tests {
             "demo-asleep" => kind == Kind::User,
             _ => false,
         };
+        let leases: Vec<&ObjectMeta> = leases.iter().collect();
         let mut freed = orphaned(&leases, counts, chrono::Utc::now());
         freed.sort();
         assert_eq!(freed, ["asleep-run", "gone-user", "old-pending"]);

@@ -3,12 +3,12 @@
 //! Demo. Slots are freed again if the start does not happen; a replica that dies
 //! midway leaves slots the janitor frees (see `slots`).
 
+use super::cache::DemoCache;
 use super::crd::*;
 use super::pool::{self, Claim};
 use super::slots::{Slots, Take};
 use crate::domain::template::{PoolState, Template};
 use kube::api::{Api, PostParams};
-use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use std::time::Duration;
 pub struct Starter<'a> {
     pub client: &'a Client,
     pub instance: &'a Instance,
-    pub cache: &'a Store<Demo>,
+    pub cache: &'a DemoCache,
     pub slots: &'a Slots,
     /// The most demos running at once (0: no ceiling).
     pub capacity: u32,
@@ -60,13 +60,9 @@ pub struct Started {
 impl Starter<'_> {
     fn active_of(&self, owner: &str) -> usize {
         self.cache
-            .state()
+            .of_owner(owner)
             .iter()
-            .filter(|d| {
-                d.spec.owner == owner
-                    && d.metadata.deletion_timestamp.is_none()
-                    && d.phase().is_active()
-            })
+            .filter(|d| d.metadata.deletion_timestamp.is_none() && d.phase().is_active())
             .count()
     }
 
@@ -75,12 +71,7 @@ impl Starter<'_> {
         let Some(key) = &req.idempotency else {
             return Ok(None);
         };
-        if let Some(d) = self
-            .cache
-            .state()
-            .into_iter()
-            .find(|d| d.labels().get(IDEMPOTENCY_LABEL) == Some(key))
-        {
+        if let Some(d) = self.cache.by_idempotency(key) {
             return Ok(Some((*d).clone()));
         }
         Api::<Demo>::all(self.client.clone())
@@ -127,7 +118,7 @@ impl Starter<'_> {
         };
         let user_slot = match self
             .slots
-            .take_user(&owner_hash(req.owner), req.limit, &holder)
+            .take_user(&owner_hash(req.owner), req.limit, held as u32, &holder)
             .await?
         {
             Take::Taken(s) => s,

@@ -1,6 +1,11 @@
 //! The cleanup sweep: the backstop for whatever the event-driven path missed.
 //! It runs the lifecycle's `decide` over every Demo, retries stuck deletions, and
 //! deletes orphaned demo namespaces, but only those that pass every ownership check.
+//!
+//! In-process, the sweep plans from the replica's caches (no LIST); `showroom sweep`
+//! lists, a page at a time. Either way each destructive step is guarded against a view
+//! that has gone stale: a Demo is deleted only at the resourceVersion the plan saw, and
+//! an orphan is checked again on the live objects just before it goes.
 
 use super::actions;
 use super::crd::*;
@@ -11,10 +16,12 @@ use crate::domain::template::Catalogue;
 use crate::metrics::{Metrics, label};
 use chrono::{DateTime, Duration, Utc};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, PartialObjectMeta};
+use kube::core::ObjectMeta;
 use kube::{Client, ResourceExt};
 use serde::Serialize;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub struct SweepOptions {
@@ -46,11 +53,13 @@ pub struct PlanItem {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Sleep(Box<Demo>),
-    DeleteDemo(String),
-    Fail(Box<Demo>, String),
-    RetryDelete(Box<Demo>),
-    DeleteOrphan(String),
+    Sleep(Arc<Demo>),
+    /// Delete the Demo, if it is still at the version planned from.
+    DeleteDemo(Arc<Demo>),
+    Fail(Arc<Demo>, String),
+    RetryDelete(Arc<Demo>),
+    /// Delete the namespace (name, uid), after checking again that it is an orphan.
+    DeleteOrphan(String, String),
     Report,
 }
 
@@ -120,28 +129,31 @@ fn item(kind: &str, name: &str, action: &str, reason: impl Into<String>) -> Plan
 /// Why a namespace may not be deleted as an orphan (None: it is an orphan).
 fn orphan_objection(
     instance: &Instance,
-    ns: &Namespace,
+    ns: &ObjectMeta,
     demo_uids: &HashSet<String>,
     now: DateTime<Utc>,
     grace: Duration,
 ) -> Option<String> {
-    let name = ns.name_any();
+    let name = ns.name.clone().unwrap_or_default();
+    let none = Default::default();
+    let labels = ns.labels.as_ref().unwrap_or(&none);
+    let annotations = ns.annotations.as_ref().unwrap_or(&none);
     if !name.starts_with(NAME_PREFIX) {
         return Some(format!("name lacks the {NAME_PREFIX:?} prefix"));
     }
-    if ns.labels().get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY_VALUE) {
+    if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY_VALUE) {
         return Some(format!("no {MANAGED_BY_LABEL}={MANAGED_BY_VALUE} label"));
     }
-    if !instance.owns(ns.labels()) {
+    if !instance.owns(labels) {
         return Some(format!("no {} label", instance.selector()));
     }
-    let Some(uid) = ns.annotations().get(DEMO_UID_ANNOTATION) else {
+    let Some(uid) = annotations.get(DEMO_UID_ANNOTATION) else {
         return Some(format!("no {DEMO_UID_ANNOTATION} annotation"));
     };
     if demo_uids.contains(uid) {
         return Some("its Demo exists".into());
     }
-    let age = time::created_at(&ns.metadata).map_or(Duration::zero(), |c| now - c);
+    let age = time::created_at(ns).map_or(Duration::zero(), |c| now - c);
     if age < grace {
         return Some(format!(
             "younger than the {} grace period",
@@ -151,26 +163,57 @@ fn orphan_objection(
     None
 }
 
-/// Looks at this instance's Demos and every candidate namespace (one LIST each) and
-/// plans.
-pub async fn plan(
+/// Everything, a page at a time: what `showroom sweep` plans from.
+pub async fn list_all(
     client: &Client,
+    instance: &Instance,
+) -> Result<(Vec<Arc<Demo>>, Vec<Arc<PartialObjectMeta<Namespace>>>), kube::Error> {
+    const PAGE: u32 = 500;
+    let demos_api = Api::<Demo>::all(client.clone());
+    let mut demos = Vec::new();
+    let mut lp = ListParams::default()
+        .labels(&instance.selector())
+        .limit(PAGE);
+    loop {
+        let page = demos_api.list(&lp).await?;
+        demos.extend(page.items.into_iter().map(Arc::new));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(c) => lp = lp.continue_token(&c),
+            None => break,
+        }
+    }
+    // Every namespace, not only labelled ones: a lookalike is reported, never deleted.
+    let ns_api = Api::<Namespace>::all(client.clone());
+    let mut namespaces = Vec::new();
+    let mut lp = ListParams::default().limit(PAGE);
+    loop {
+        let page = ns_api.list_metadata(&lp).await?;
+        namespaces.extend(page.items.into_iter().map(Arc::new));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(c) => lp = lp.continue_token(&c),
+            None => break,
+        }
+    }
+    Ok((demos, namespaces))
+}
+
+/// Plans a sweep of this instance's Demos and every candidate namespace, from what the
+/// caller has seen of them (the caches, or `list_all`).
+pub fn plan(
+    demos: &[Arc<Demo>],
+    namespaces: &[Arc<PartialObjectMeta<Namespace>>],
     instance: &Instance,
     catalogue: &Catalogue,
     opts: &SweepOptions,
-) -> Result<Plan, kube::Error> {
-    let now = Utc::now();
-    let demos = Api::<Demo>::all(client.clone())
-        .list(&ListParams::default().labels(&instance.selector()))
-        .await?
-        .items;
-    let namespaces = Api::<Namespace>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
+    now: DateTime<Utc>,
+) -> Plan {
     let mut plan = Plan::default();
     let demo_uids: HashSet<String> = demos.iter().filter_map(|d| d.uid()).collect();
     for d in demos {
+        // Another installation's Demos (a cache holds only ours; a list is filtered).
+        if !instance.owns(d.labels()) {
+            continue;
+        }
         let name = d.name_any();
         if let Some(deleted) = time::deleted_at(&d.metadata) {
             if now - deleted >= opts.stuck_after {
@@ -180,125 +223,237 @@ pub async fn plan(
                 );
                 plan.steps.push((
                     item("demo", &name, "retry-delete", why),
-                    Step::RetryDelete(Box::new(d)),
+                    Step::RetryDelete(d.clone()),
                 ));
             }
             continue;
         }
-        let policy = lease::policy(&d, catalogue.get(&d.spec.template));
-        let decision = decide(&lease::facts(&d), &policy, now);
+        let policy = lease::policy(d, catalogue.get(&d.spec.template));
+        let decision = decide(&lease::facts(d), &policy, now);
         let kind = decision.action.kind();
         let step = match decision.action {
             Action::Nothing => continue,
             Action::Sleep => (
                 item("demo", &name, "sleep", "idle past sleepAfterIdle"),
-                Step::Sleep(Box::new(d)),
+                Step::Sleep(d.clone()),
             ),
             Action::Delete(reason) => {
                 let it = item("demo", &name, kind, format!("{reason:?}").to_lowercase());
-                (it, Step::DeleteDemo(name))
+                (it, Step::DeleteDemo(d.clone()))
             }
             Action::Fail(msg) => (
                 item("demo", &name, "fail", msg.clone()),
-                Step::Fail(Box::new(d), msg),
+                Step::Fail(d.clone(), msg),
             ),
         };
         plan.steps.push(step);
     }
     for ns in namespaces {
-        let name = ns.name_any();
-        let looks_ours = name.starts_with(NAME_PREFIX)
-            || ns.labels().contains_key(MANAGED_BY_LABEL)
-                && ns.labels()[MANAGED_BY_LABEL] == MANAGED_BY_VALUE
-            || ns.annotations().contains_key(DEMO_UID_ANNOTATION);
-        // Another installation's namespaces are its own business.
-        let other_instance = ns
-            .labels()
-            .get(INSTANCE_LABEL)
-            .is_some_and(|i| i != instance.name());
-        if !looks_ours || other_instance {
-            continue;
-        }
-        if let Some(deleted) = time::deleted_at(&ns.metadata) {
-            if now - deleted >= opts.stuck_after {
-                let why = format!(
-                    "terminating for {}; check finalizers on its objects",
-                    crate::domain::duration::format(now - deleted)
-                );
-                plan.steps
-                    .push((item("namespace", &name, "report", why), Step::Report));
-            }
-            continue;
-        }
-        match orphan_objection(instance, &ns, &demo_uids, now, opts.orphan_grace) {
-            None => plan.steps.push((
-                item(
-                    "namespace",
-                    &name,
-                    "delete-orphan",
-                    "its Demo no longer exists",
-                ),
-                Step::DeleteOrphan(name),
-            )),
-            Some(why) if why == "its Demo exists" => {}
-            Some(why) => plan.steps.push((
-                item(
-                    "namespace",
-                    &name,
-                    "report",
-                    format!("looks like a demo namespace but is kept: {why}"),
-                ),
-                Step::Report,
-            )),
+        if let Some(step) = namespace_step(&ns.metadata, instance, &demo_uids, opts, now) {
+            plan.steps.push(step);
         }
     }
-    Ok(plan)
+    plan
+}
+
+/// What the sweep does about one namespace, if anything.
+fn namespace_step(
+    ns: &ObjectMeta,
+    instance: &Instance,
+    demo_uids: &HashSet<String>,
+    opts: &SweepOptions,
+    now: DateTime<Utc>,
+) -> Option<(PlanItem, Step)> {
+    let name = ns.name.clone().unwrap_or_default();
+    let none = Default::default();
+    let labels = ns.labels.as_ref().unwrap_or(&none);
+    let annotations = ns.annotations.as_ref().unwrap_or(&none);
+    let looks_ours = name.starts_with(NAME_PREFIX)
+        || labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+        || annotations.contains_key(DEMO_UID_ANNOTATION);
+    // Another installation's namespaces are its own business.
+    let other_instance = labels
+        .get(INSTANCE_LABEL)
+        .is_some_and(|i| i != instance.name());
+    if !looks_ours || other_instance {
+        return None;
+    }
+    if let Some(deleted) = time::deleted_at(ns) {
+        if now - deleted >= opts.stuck_after {
+            let why = format!(
+                "terminating for {}; check finalizers on its objects",
+                crate::domain::duration::format(now - deleted)
+            );
+            return Some((item("namespace", &name, "report", why), Step::Report));
+        }
+        return None;
+    }
+    match orphan_objection(instance, ns, demo_uids, now, opts.orphan_grace) {
+        None => Some((
+            item(
+                "namespace",
+                &name,
+                "delete-orphan",
+                "its Demo no longer exists",
+            ),
+            Step::DeleteOrphan(name, ns.uid.clone().unwrap_or_default()),
+        )),
+        Some(why) if why == "its Demo exists" => None,
+        Some(why) => Some((
+            item(
+                "namespace",
+                &name,
+                "report",
+                format!("looks like a demo namespace but is kept: {why}"),
+            ),
+            Step::Report,
+        )),
+    }
+}
+
+/// Deletes an orphan namespace only if the live objects still say it is one: the
+/// namespace as planned (same UID), and no Demo with the UID it names.
+async fn delete_orphan(
+    client: &Client,
+    instance: &Instance,
+    name: &str,
+    uid: &str,
+    opts: &SweepOptions,
+) -> Result<bool, kube::Error> {
+    let api = Api::<Namespace>::all(client.clone());
+    let Some(ns) = api.get_metadata_opt(name).await? else {
+        return Ok(false);
+    };
+    if ns.uid().as_deref() != Some(uid) {
+        return Ok(false);
+    }
+    let owner = ns.annotations().get(DEMO_UID_ANNOTATION).cloned();
+    // The Demo of a demo namespace has the namespace's name.
+    let live: HashSet<String> = Api::<Demo>::all(client.clone())
+        .get_opt(name)
+        .await?
+        .and_then(|d| d.uid())
+        .into_iter()
+        .collect();
+    if owner.is_none()
+        || orphan_objection(instance, &ns.metadata, &live, Utc::now(), opts.orphan_grace).is_some()
+    {
+        return Ok(false);
+    }
+    let dp = kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(name, &dp).await {
+        Ok(_) => Ok(true),
+        Err(e) if crate::k8s::is_not_found(&e) => Ok(false),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes a Demo only at the resourceVersion the plan saw: a demo used, extended or
+/// changed since is looked at again by the next sweep instead.
+async fn delete_demo(client: &Client, d: &Demo) -> Result<bool, kube::Error> {
+    let dp = kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: d.uid(),
+            resource_version: d.resource_version(),
+        }),
+        ..Default::default()
+    };
+    match Api::<Demo>::all(client.clone())
+        .delete(&d.name_any(), &dp)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if crate::k8s::is_not_found(&e) => Ok(false),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Carries out the plan; one failing step does not stop the others.
 pub async fn execute(
     client: &Client,
+    instance: &Instance,
     plan: &Plan,
+    opts: &SweepOptions,
     metrics: &Metrics,
 ) -> Vec<(PlanItem, Result<(), kube::Error>)> {
     let mut out = Vec::new();
     for (it, step) in &plan.steps {
+        // Ok(false): skipped, because what the plan saw has changed meanwhile.
         let r = match step {
-            Step::Sleep(d) => actions::sleep(client, d, "asleep after being idle (sweep)").await,
-            Step::DeleteDemo(name) => actions::request_delete(client, name).await,
-            Step::Fail(d, msg) => actions::fail(client, d, msg).await,
+            Step::Sleep(d) => actions::sleep(client, d, "asleep after being idle (sweep)")
+                .await
+                .map(|_| true),
+            Step::DeleteDemo(d) => delete_demo(client, d).await,
+            Step::Fail(d, msg) => actions::fail(client, d, msg).await.map(|_| true),
             Step::RetryDelete(d) => actions::delete_namespace_if_ours(client, d)
                 .await
-                .map(|_| ()),
-            Step::DeleteOrphan(name) => {
-                crate::k8s::delete_if_present(&Api::<Namespace>::all(client.clone()), name).await
-            }
-            Step::Report => Ok(()),
+                .map(|_| true),
+            Step::DeleteOrphan(name, uid) => delete_orphan(client, instance, name, uid, opts).await,
+            Step::Report => Ok(true),
         };
-        if r.is_ok() {
+        if matches!(r, Ok(true)) {
             metrics
                 .sweep_actions
                 .get_or_create(&label("action", &it.action))
                 .inc();
         }
         match &r {
-            Ok(()) if it.action == "report" => {
+            Ok(true) if it.action == "report" => {
                 tracing::warn!(kind = %it.kind, name = %it.name, reason = %it.reason, "sweep: reported, not changed")
             }
-            Ok(()) => {
+            Ok(true) => {
                 tracing::info!(kind = %it.kind, name = %it.name, action = %it.action, reason = %it.reason, "sweep: done")
+            }
+            Ok(false) => {
+                tracing::info!(kind = %it.kind, name = %it.name, action = %it.action, "sweep: skipped, it changed since the plan")
             }
             Err(e) => {
                 tracing::warn!(kind = %it.kind, name = %it.name, action = %it.action, error = %e, "sweep: step failed")
             }
         }
-        out.push((it.clone(), r));
+        out.push((it.clone(), r.map(|_| ())));
     }
     out
 }
 
-/// One complete pass, timed into the metrics.
-pub async fn sweep(
+/// One complete pass from the replica's caches (the in-process schedule), timed into
+/// the metrics. The caches must have synced: until then, a missing Demo proves nothing.
+pub async fn sweep_cached(
+    client: &Client,
+    caches: &super::cache::Caches,
+    instance: &Instance,
+    catalogue: &Catalogue,
+    opts: &SweepOptions,
+    metrics: &Metrics,
+) -> Vec<PlanItem> {
+    caches.wait_until_ready().await;
+    let start = std::time::Instant::now();
+    let plan = plan(
+        &caches.demos.all(),
+        &caches.namespaces.state(),
+        instance,
+        catalogue,
+        opts,
+        Utc::now(),
+    );
+    metrics
+        .sweep_plan_seconds
+        .set(start.elapsed().as_secs_f64());
+    execute(client, instance, &plan, opts, metrics).await;
+    metrics.sweep_seconds.observe(start.elapsed().as_secs_f64());
+    plan.items()
+}
+
+/// One complete pass from fresh lists (`showroom sweep`).
+pub async fn sweep_listed(
     client: &Client,
     instance: &Instance,
     catalogue: &Catalogue,
@@ -306,8 +461,9 @@ pub async fn sweep(
     metrics: &Metrics,
 ) -> Result<Vec<PlanItem>, kube::Error> {
     let start = std::time::Instant::now();
-    let plan = plan(client, instance, catalogue, opts).await?;
-    execute(client, &plan, metrics).await;
+    let (demos, namespaces) = list_all(client, instance).await?;
+    let plan = plan(&demos, &namespaces, instance, catalogue, opts, Utc::now());
+    execute(client, instance, &plan, opts, metrics).await;
     metrics.sweep_seconds.observe(start.elapsed().as_secs_f64());
     Ok(plan.items())
 }
@@ -338,7 +494,7 @@ mod tests {
         assert_eq!(
             orphan_objection(
                 &me,
-                &ns("demo-1", good_l.clone(), good_a.clone(), 60),
+                &ns("demo-1", good_l.clone(), good_a.clone(), 60).metadata,
                 &live,
                 now,
                 g
@@ -377,7 +533,7 @@ mod tests {
         ];
         for c in cases {
             assert!(
-                orphan_objection(&me, &c, &live, now, g).is_some(),
+                orphan_objection(&me, &c.metadata, &live, now, g).is_some(),
                 "{} must not be an orphan",
                 c.name_any()
             );

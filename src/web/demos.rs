@@ -4,6 +4,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, from_json_rejection};
 use crate::cluster::actions::{patch_spec, request_delete};
+use crate::cluster::cache::ListKey;
 use crate::cluster::crd::*;
 use crate::cluster::lease;
 use crate::cluster::start::{Request as StartRequest, StartError, Starter};
@@ -18,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::reflector::ObjectRef;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -96,7 +96,7 @@ pub async fn find(s: &AppState, user: &User, name: &str) -> Result<Demo, ApiErro
     if !valid_demo_name(name) {
         return Err(ApiError::not_found(format!("no demo named {name:?}")));
     }
-    let demo = match s.demos.get(&ObjectRef::new(name)) {
+    let demo = match s.demos.get(name) {
         Some(d) => (*d).clone(),
         None => Api::<Demo>::all(s.client.clone())
             .get_opt(name)
@@ -300,6 +300,37 @@ pub async fn start_demo(
 pub struct ListQuery {
     #[serde(default)]
     all: bool,
+    /// At most this many demos (1 to `MAX_PAGE`); all of them when absent.
+    limit: Option<usize>,
+    /// Where the previous page ended, as it said in `continue`.
+    #[serde(rename = "continue")]
+    continue_: Option<String>,
+}
+
+/// The largest page a list returns.
+pub const MAX_PAGE: usize = 1000;
+
+/// Reads `limit` and `continue` as Kubernetes does: a page and where the next starts.
+pub fn page_params(
+    limit: Option<usize>,
+    continue_: Option<&str>,
+) -> Result<(usize, Option<ListKey>), ApiError> {
+    let limit = match limit {
+        None => usize::MAX,
+        Some(l) if (1..=MAX_PAGE).contains(&l) => l,
+        Some(l) => {
+            return Err(ApiError::bad_request(format!(
+                "limit: must be 1 to {MAX_PAGE}, not {l}"
+            )));
+        }
+    };
+    let after = match continue_.filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => Some(ListKey::from_token(c).ok_or_else(|| {
+            ApiError::bad_request("continue: not a token from a previous page of this list")
+        })?),
+    };
+    Ok((limit, after))
 }
 
 pub async fn list(
@@ -313,16 +344,16 @@ pub async fn list(
             "only admins may list every user's demos",
         ));
     }
-    let mut demos: Vec<DemoView> = s
-        .demos
-        .state()
-        .iter()
-        // Unclaimed warm-pool members are nobody's demos yet: see /api/v1/pools.
-        .filter(|d| d.spec.pool.is_none() && (q.all || d.spec.owner == user.name))
-        .map(|d| DemoView::of(d, &s))
-        .collect();
-    demos.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.name.cmp(&b.name)));
-    Ok(Json(json!({"demos": demos})))
+    let (limit, after) = page_params(q.limit, q.continue_.as_deref())?;
+    // Newest first. Unclaimed warm-pool members are nobody's demos yet: see /api/v1/pools.
+    let owner = (!q.all).then_some(user.name.as_str());
+    let page = s.demos.page(owner, after.as_ref(), limit);
+    let demos: Vec<DemoView> = page.demos.iter().map(|d| DemoView::of(d, &s)).collect();
+    Ok(Json(json!({
+        "demos": demos,
+        "continue": page.next.map(|k| k.token()),
+        "total": page.total,
+    })))
 }
 
 pub async fn get(

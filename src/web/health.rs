@@ -60,7 +60,7 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
 
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let mut counts: HashMap<(Phase, String), i64> = HashMap::new();
-    for d in s.demos.state() {
+    for d in s.demos.all() {
         *counts
             .entry((d.phase(), d.spec.template.clone()))
             .or_default() += 1;

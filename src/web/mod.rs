@@ -1,4 +1,5 @@
-//! HTTP: the JSON API, probes and metrics. Reads come from the reflector cache.
+//! HTTP: the JSON API, probes and metrics. Reads come from the Demo cache
+//! (`cluster::cache`), never from a LIST.
 
 pub mod activity;
 pub mod auth;
@@ -12,7 +13,6 @@ pub mod session;
 pub mod share;
 pub mod ui;
 
-use crate::cluster::crd::Demo;
 use crate::domain::template::Catalogue;
 use crate::domain::users::Users;
 use crate::metrics::{Metrics, label};
@@ -24,7 +24,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use error::ApiError;
 use kube::Client;
-use kube::runtime::reflector::Store;
 use std::sync::Arc;
 
 /// Largest request body accepted.
@@ -74,7 +73,7 @@ pub struct Limits {
 #[derive(Clone)]
 pub struct AppState {
     pub client: Client,
-    pub demos: Store<Demo>,
+    pub demos: crate::cluster::cache::DemoCache,
     pub catalogue: Arc<Catalogue>,
     pub users: Arc<Users>,
     pub metrics: Arc<Metrics>,

@@ -38,7 +38,7 @@ pub fn views(s: &AppState) -> Vec<PoolView> {
         .values()
         .filter_map(|t| {
             let p = t.warm_pool.as_ref()?;
-            let members = pool::members(&s.demos, &t.name);
+            let members = s.demos.pool_members(&t.name);
             let ready = members.iter().filter(|d| pool::claimable(d, t)).count();
             let replacing = members
                 .iter()
@@ -93,35 +93,51 @@ impl Estimate {
     }
 }
 
-/// From creation to Ready of the template's recent cold starts in the cache.
-fn start_times(demos: &[std::sync::Arc<Demo>], t: &Template) -> Vec<Duration> {
-    let mut recent: Vec<(chrono::DateTime<chrono::Utc>, Duration)> = demos
-        .iter()
-        .filter(|d| d.spec.template == t.name && d.spec.claimed_at.is_none())
-        .filter_map(|d| {
-            let created = crate::cluster::lease::created_at(d);
-            let st = d.status.as_ref()?;
-            // The first Ready of a demo that has not slept since (readyAt moves on wakes).
-            if st.sleeping_since.is_some() || d.phase() == Phase::Failed {
-                return None;
-            }
-            let ready = st.ready_at?;
-            (st.reset_generation == 0).then_some((created, ready - created))
-        })
-        .collect();
-    recent.sort_by_key(|(c, _)| std::cmp::Reverse(*c));
-    recent.into_iter().take(20).map(|(_, d)| d).collect()
+/// How many recent cold starts an estimate is made from.
+const RECENT: usize = 20;
+
+/// From creation to Ready of a demo's cold start, if it is one to learn from.
+fn start_time(d: &Demo, t: &Template) -> Option<Duration> {
+    if d.spec.template != t.name || d.spec.claimed_at.is_some() {
+        return None;
+    }
+    let created = crate::cluster::lease::created_at(d);
+    let st = d.status.as_ref()?;
+    // The first Ready of a demo that has not slept since (readyAt moves on wakes).
+    if st.sleeping_since.is_some() || d.phase() == Phase::Failed {
+        return None;
+    }
+    let ready = st.ready_at?;
+    (st.reset_generation == 0).then_some(ready - created)
+}
+
+/// From creation to Ready of the template's most recent cold starts in the cache:
+/// read newest first, a page at a time, until there are enough.
+fn start_times(s: &AppState, t: &Template) -> Vec<Duration> {
+    let mut times = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.demos.page(None, after.as_ref(), 200);
+        times.extend(page.demos.iter().filter_map(|d| start_time(d, t)));
+        match page.next {
+            Some(k) if times.len() < RECENT => after = Some(k),
+            _ => break,
+        }
+    }
+    times.truncate(RECENT);
+    times
 }
 
 pub fn estimate(s: &AppState, t: &Template) -> Estimate {
     if t.warm_pool.is_some()
-        && pool::members(&s.demos, &t.name)
+        && s.demos
+            .pool_members(&t.name)
             .iter()
             .any(|d| pool::claimable(d, t))
     {
         return Estimate::Instant;
     }
-    let mut times = start_times(&s.demos.state(), t);
+    let mut times = start_times(s, t);
     if times.is_empty() {
         return Estimate::Unknown;
     }

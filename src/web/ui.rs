@@ -477,24 +477,55 @@ impl DemoRow {
 struct DemosPage {
     nav: Nav,
     demos: Vec<DemoRow>,
+    /// How many demos the whole list holds, and where this page starts (1-based).
+    total: usize,
+    first: usize,
+    /// The link to the next (older) page.
+    older: Option<String>,
 }
 
-async fn demos_page(State(s): State<AppState>, u: UiUser) -> Response {
-    let mut list: Vec<_> = s
-        .demos
-        .state()
-        .into_iter()
-        .filter(|d| d.spec.pool.is_none() && (u.user.is_admin() || d.spec.owner == u.user.name))
-        .collect();
-    list.sort_by_key(|d| std::cmp::Reverse(lease::created_at(d)));
-    let demos = list.iter().map(|d| DemoRow::of(d)).collect();
-    render(
+/// Demos on one page of the list, unless `?limit=` says otherwise.
+const UI_PAGE: usize = 50;
+
+#[derive(Deserialize)]
+struct DemosQuery {
+    #[serde(rename = "continue")]
+    continue_: Option<String>,
+    limit: Option<usize>,
+    /// How many came before this page (only for "showing 51-100").
+    #[serde(default)]
+    from: usize,
+}
+
+async fn demos_page(
+    State(s): State<AppState>,
+    u: UiUser,
+    q: Result<Query<DemosQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, UiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let (limit, after) =
+        super::demos::page_params(Some(q.limit.unwrap_or(UI_PAGE)), q.continue_.as_deref())?;
+    let owner = (!u.user.is_admin()).then_some(u.user.name.as_str());
+    let page = s.demos.page(owner, after.as_ref(), limit);
+    let from = if after.is_some() { q.from } else { 0 };
+    let older = page.next.map(|k| {
+        let limit = q.limit.map_or(String::new(), |l| format!("&limit={l}"));
+        format!(
+            "/demos?continue={}&from={}{limit}",
+            k.token(),
+            from + page.demos.len()
+        )
+    });
+    Ok(render(
         StatusCode::OK,
         &DemosPage {
             nav: Nav::of(&u, "demos"),
-            demos,
+            demos: page.demos.iter().map(|d| DemoRow::of(d)).collect(),
+            total: page.total,
+            first: from + 1,
+            older,
         },
-    )
+    ))
 }
 
 #[derive(Deserialize)]

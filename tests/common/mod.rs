@@ -146,6 +146,7 @@ impl TestCluster {
     }
 
     pub async fn sim_with(opts: SimOptions) -> TestCluster {
+        init_logs();
         harness::publish_test_snapshots(&opts.snapshots);
         let snapshots = opts.snapshots.clone();
         let sim = SimCluster::start(opts).await.expect("start simulation");
@@ -304,5 +305,16 @@ where
             panic!("timed out after {timeout:?} waiting for: {what}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `SHOWROOM_TEST_LOG=showroom=debug cargo nextest run --no-capture ...` shows what
+/// showroom logs during a test (a filter as in RUST_LOG).
+pub fn init_logs() {
+    if let Ok(filter) = std::env::var("SHOWROOM_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
     }
 }

@@ -1,0 +1,557 @@
+//! What every replica keeps in memory, each from one watch: the Demos, with indexes for
+//! the lookups on hot paths (a share link by its token's hash, a user's demos, a page
+//! of the list, a warm pool's members, an Idempotency-Key), and the metadata of
+//! namespaces and slot Leases for the sweep and the slot janitor.
+//!
+//! managedFields are dropped on the way in: nothing here reads them, and after a few
+//! writes by different managers they are a large part of an object's bytes. Nothing on
+//! a request path lists from the API server; the controller is fed from the same Demo
+//! watch (`triggers`), so the Demos are held once.
+
+use super::crd::*;
+use super::slots::SLOT_LABEL;
+use base64::Engine;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+/// Where a demo sorts in lists: newest first, then by name. A page resumes after the
+/// key of the last demo it showed, so a demo made or removed meanwhile neither repeats
+/// nor skips one.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ListKey {
+    newest_first: Reverse<i64>,
+    name: String,
+}
+
+impl ListKey {
+    fn of(d: &Demo) -> ListKey {
+        ListKey {
+            newest_first: Reverse(super::lease::created_at(d).timestamp_millis()),
+            name: d.name_any(),
+        }
+    }
+
+    /// The `continue` token of a page that ends here.
+    pub fn token(&self) -> String {
+        let raw = format!("{}/{}", self.newest_first.0, self.name);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Reads a `continue` token; None if this server could not have issued it.
+    pub fn from_token(token: &str) -> Option<ListKey> {
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let (millis, name) = raw.split_once('/')?;
+        (!name.is_empty() && name.len() <= 253).then_some(())?;
+        Some(ListKey {
+            newest_first: Reverse(millis.parse().ok()?),
+            name: name.to_string(),
+        })
+    }
+}
+
+/// What the index holds of one demo, to take it out again when it changes.
+struct Entry {
+    key: ListKey,
+    /// The owner, for a demo that is someone's (not an unclaimed pool member).
+    owner: Option<String>,
+    pool: Option<String>,
+    idempotency: Option<String>,
+    tokens: Vec<String>,
+}
+
+#[derive(Default)]
+struct Index {
+    entries: HashMap<String, Entry>,
+    /// A share link's token hash: (demo, link id).
+    tokens: HashMap<String, (String, String)>,
+    /// Every demo that is someone's, in list order.
+    listed: BTreeSet<ListKey>,
+    by_owner: HashMap<String, BTreeSet<ListKey>>,
+    by_idempotency: HashMap<String, String>,
+    pools: HashMap<String, BTreeSet<String>>,
+}
+
+impl Index {
+    fn insert(&mut self, d: &Demo) {
+        let name = d.name_any();
+        self.remove(&name);
+        let key = ListKey::of(d);
+        let owner = d.spec.pool.is_none().then(|| d.spec.owner.clone());
+        if let Some(o) = &owner {
+            self.listed.insert(key.clone());
+            self.by_owner
+                .entry(o.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        if let Some(p) = &d.spec.pool {
+            self.pools
+                .entry(p.clone())
+                .or_default()
+                .insert(name.clone());
+        }
+        let idempotency = d.labels().get(IDEMPOTENCY_LABEL).cloned();
+        if let Some(k) = &idempotency {
+            self.by_idempotency.insert(k.clone(), name.clone());
+        }
+        let mut tokens = Vec::new();
+        for l in &d.spec.share_links {
+            self.tokens
+                .insert(l.token_sha256.clone(), (name.clone(), l.id.clone()));
+            tokens.push(l.token_sha256.clone());
+        }
+        self.entries.insert(
+            name,
+            Entry {
+                key,
+                owner,
+                pool: d.spec.pool.clone(),
+                idempotency,
+                tokens,
+            },
+        );
+    }
+
+    fn remove(&mut self, name: &str) {
+        let Some(e) = self.entries.remove(name) else {
+            return;
+        };
+        if let Some(o) = &e.owner {
+            self.listed.remove(&e.key);
+            if let Some(set) = self.by_owner.get_mut(o) {
+                set.remove(&e.key);
+                if set.is_empty() {
+                    self.by_owner.remove(o);
+                }
+            }
+        }
+        if let Some(p) = &e.pool
+            && let Some(set) = self.pools.get_mut(p)
+        {
+            set.remove(name);
+            if set.is_empty() {
+                self.pools.remove(p);
+            }
+        }
+        if let Some(k) = &e.idempotency
+            && self.by_idempotency.get(k).map(String::as_str) == Some(name)
+        {
+            self.by_idempotency.remove(k);
+        }
+        for t in &e.tokens {
+            if self.tokens.get(t).is_some_and(|(d, _)| d == name) {
+                self.tokens.remove(t);
+            }
+        }
+    }
+}
+
+/// One page of a list.
+pub struct Page {
+    pub demos: Vec<Arc<Demo>>,
+    /// Where the next page starts; None on the last page.
+    pub next: Option<ListKey>,
+    /// How many demos the whole list holds.
+    pub total: usize,
+}
+
+/// The Demos of this installation, indexed. Cheap to clone.
+#[derive(Clone)]
+pub struct DemoCache {
+    store: Store<Demo>,
+    index: Arc<RwLock<Index>>,
+    /// Each Demo as it changes, for the controller.
+    changes: broadcast::Sender<Arc<Demo>>,
+    ready: Ready,
+}
+
+/// Whether a cache has listed once. (kube's `Store::wait_until_ready` wakes only the
+/// last of several tasks waiting at once, so every waiter here uses this instead.)
+#[derive(Clone)]
+pub struct Ready(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Ready {
+    fn new() -> Ready {
+        Ready(Arc::new(tokio::sync::watch::channel(false).0))
+    }
+    fn set(&self) {
+        self.0.send_replace(true);
+    }
+    pub fn is_ready(&self) -> bool {
+        *self.0.borrow()
+    }
+    pub async fn wait(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+}
+
+impl DemoCache {
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The reflector store under the indexes (the controller reads from it).
+    pub fn store(&self) -> &Store<Demo> {
+        &self.store
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Demo>> {
+        self.store.get(&ObjectRef::new(name))
+    }
+
+    /// Every Demo, in no order.
+    pub fn all(&self) -> Vec<Arc<Demo>> {
+        self.store.state()
+    }
+
+    pub fn len(&self) -> usize {
+        self.index().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub async fn wait_until_ready(&self) {
+        self.ready.wait().await
+    }
+
+    /// The demo holding a share link whose token hashes to `hash`, and the link's id.
+    pub fn by_token_hash(&self, hash: &str) -> Option<(Arc<Demo>, String)> {
+        let (name, link) = self.index().tokens.get(hash).cloned()?;
+        Some((self.get(&name)?, link))
+    }
+
+    /// The demo an earlier start with this Idempotency-Key hash made or claimed.
+    pub fn by_idempotency(&self, key: &str) -> Option<Arc<Demo>> {
+        let name = self.index().by_idempotency.get(key).cloned()?;
+        self.get(&name)
+    }
+
+    /// A user's demos, newest first.
+    pub fn of_owner(&self, owner: &str) -> Vec<Arc<Demo>> {
+        let names: Vec<String> = self
+            .index()
+            .by_owner
+            .get(owner)
+            .map(|s| s.iter().map(|k| k.name.clone()).collect())
+            .unwrap_or_default();
+        names.iter().filter_map(|n| self.get(n)).collect()
+    }
+
+    /// The members of a template's warm pool not yet claimed (deleting ones included).
+    pub fn pool_members(&self, template: &str) -> Vec<Arc<Demo>> {
+        let names: Vec<String> = self
+            .index()
+            .pools
+            .get(template)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        names.iter().filter_map(|n| self.get(n)).collect()
+    }
+
+    /// Up to `limit` demos (of `owner`, or everyone's), newest first, after `after`.
+    pub fn page(&self, owner: Option<&str>, after: Option<&ListKey>, limit: usize) -> Page {
+        let (names, next, total) = {
+            let ix = self.index();
+            let empty = BTreeSet::new();
+            let set = match owner {
+                Some(o) => ix.by_owner.get(o).unwrap_or(&empty),
+                None => &ix.listed,
+            };
+            let range = match after {
+                Some(k) => set.range((
+                    std::ops::Bound::Excluded(k.clone()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => set.range::<ListKey, _>(..),
+            };
+            let mut keys: Vec<ListKey> = range.take(limit.saturating_add(1)).cloned().collect();
+            let next = if keys.len() > limit {
+                keys.truncate(limit);
+                keys.last().cloned()
+            } else {
+                None
+            };
+            (keys, next, set.len())
+        };
+        Page {
+            demos: names.iter().filter_map(|k| self.get(&k.name)).collect(),
+            next,
+            total,
+        }
+    }
+
+    /// What the controller reconciles: every Demo once the cache has synced, then each
+    /// Demo as it changes (everything again after a relist, or if it fell behind).
+    pub fn triggers(&self) -> impl Stream<Item = Result<Demo, watcher::Error>> + Send + use<> {
+        let mut rx = self.changes.subscribe();
+        let store = self.store.clone();
+        let ready = self.ready.clone();
+        async_stream::stream! {
+            ready.wait().await;
+            for d in store.state() {
+                yield Ok((*d).clone());
+            }
+            loop {
+                match rx.recv().await {
+                    Ok(d) => yield Ok((*d).clone()),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        for d in store.state() {
+                            yield Ok((*d).clone());
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        }
+    }
+}
+
+/// The caches of one replica.
+#[derive(Clone)]
+pub struct Caches {
+    pub demos: DemoCache,
+    pub namespaces: MetaCache<Namespace>,
+    pub slots: MetaCache<Lease>,
+}
+
+impl Caches {
+    /// Starts every cache; the tasks keep them current until aborted.
+    pub fn start(
+        client: &Client,
+        namespace: &str,
+        instance: &Instance,
+    ) -> (Caches, Vec<JoinHandle<()>>) {
+        let (demos, a) = demos(client, instance);
+        let (namespaces, b) = namespaces(client);
+        let (slots, c) = slots(client, namespace, instance);
+        (
+            Caches {
+                demos,
+                namespaces,
+                slots,
+            },
+            vec![a, b, c],
+        )
+    }
+
+    /// Until every cache has listed once: before that, a missing object proves nothing.
+    pub async fn wait_until_ready(&self) {
+        self.demos.wait_until_ready().await;
+        self.namespaces.wait_until_ready().await;
+        self.slots.wait_until_ready().await;
+    }
+}
+
+/// Drops what no reader of a cache uses.
+fn strip<K: Resource>(o: &mut K) {
+    o.meta_mut().managed_fields = None;
+}
+
+/// Starts the Demo cache of `instance`; it keeps itself current until aborted.
+pub fn demos(client: &Client, instance: &Instance) -> (DemoCache, JoinHandle<()>) {
+    let mut writer = reflector::store::Writer::<Demo>::default();
+    let cache = DemoCache {
+        store: writer.as_reader(),
+        index: Default::default(),
+        changes: broadcast::channel(4096).0,
+        ready: Ready::new(),
+    };
+    let stream = watcher(
+        Api::<Demo>::all(client.clone()),
+        watcher::Config::default().labels(&instance.selector()),
+    )
+    .default_backoff()
+    .modify(strip);
+    let c = cache.clone();
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        // While a relist is under way: the index being rebuilt.
+        let mut rebuilding: Option<Index> = None;
+        while let Some(ev) = stream.next().await {
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(e) => {
+                    tracing::debug!(error = %e, "demo watch interrupted; retrying");
+                    continue;
+                }
+            };
+            writer.apply_watcher_event(&ev);
+            match &ev {
+                watcher::Event::Apply(d) => {
+                    c.index.write().unwrap_or_else(|p| p.into_inner()).insert(d);
+                    if let Some(d) = c.store.get(&ObjectRef::from_obj(d)) {
+                        let _ = c.changes.send(d);
+                    }
+                }
+                watcher::Event::Delete(d) => {
+                    c.index
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&d.name_any());
+                }
+                watcher::Event::Init => rebuilding = Some(Index::default()),
+                watcher::Event::InitApply(d) => {
+                    rebuilding.get_or_insert_default().insert(d);
+                }
+                watcher::Event::InitDone => {
+                    *c.index.write().unwrap_or_else(|p| p.into_inner()) =
+                        rebuilding.take().unwrap_or_default();
+                    c.ready.set();
+                    // Whatever changed while the watch was down: look at everything.
+                    for d in c.store.state() {
+                        let _ = c.changes.send(d);
+                    }
+                }
+            }
+        }
+    });
+    (cache, task)
+}
+
+/// A metadata-only cache of a kind, kept current until the task is aborted.
+fn metadata<K>(
+    api: Api<PartialObjectMeta<K>>,
+    cfg: watcher::Config,
+) -> (MetaCache<K>, JoinHandle<()>)
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, cfg).default_backoff().modify(strip));
+    let ready = Ready::new();
+    let r = ready.clone();
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::InitDone) => r.set(),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "metadata watch interrupted; retrying"),
+            }
+        }
+    });
+    (
+        MetaCache {
+            store: reader,
+            ready,
+        },
+        task,
+    )
+}
+
+/// The metadata of every object of a kind that a watch selects.
+#[derive(Clone)]
+pub struct MetaCache<K: Resource<DynamicType = ()> + 'static> {
+    store: Store<PartialObjectMeta<K>>,
+    ready: Ready,
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> MetaCache<K> {
+    pub fn state(&self) -> Vec<Arc<PartialObjectMeta<K>>> {
+        self.store.state()
+    }
+    pub async fn wait_until_ready(&self) {
+        self.ready.wait().await
+    }
+}
+
+/// Every namespace's metadata: the sweep looks for demo namespaces and lookalikes.
+pub fn namespaces(client: &Client) -> (MetaCache<Namespace>, JoinHandle<()>) {
+    metadata(Api::all(client.clone()), watcher::Config::default())
+}
+
+/// The metadata of this installation's slot Leases, for the janitor.
+pub fn slots(
+    client: &Client,
+    namespace: &str,
+    instance: &Instance,
+) -> (MetaCache<Lease>, JoinHandle<()>) {
+    metadata(
+        Api::namespaced(client.clone(), namespace),
+        watcher::Config::default().labels(&format!("{},{SLOT_LABEL}", instance.selector())),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn demo(name: &str, owner: &str, created_s: i64, pool: Option<&str>, tokens: &[&str]) -> Demo {
+        let created = chrono::DateTime::from_timestamp(created_s, 0).unwrap();
+        let links: Vec<_> = tokens
+            .iter()
+            .map(|t| json!({"id": format!("l{t}"), "tokenSha256": t, "createdAt": created}))
+            .collect();
+        serde_json::from_value(json!({
+            "apiVersion": "showroom.dev/v1alpha1", "kind": "Demo",
+            "metadata": {"name": name, "creationTimestamp": created},
+            "spec": {"template": "t", "owner": owner, "pool": pool, "shareLinks": links,
+                     "lifecycle": {"sleepAfterIdle": "30m", "deleteAfterIdle": "24h", "maxLifetime": "72h"},
+                     "desiredState": "Running"}
+        }))
+        .unwrap()
+    }
+
+    fn names(ix: &Index, owner: Option<&str>) -> Vec<String> {
+        let set = match owner {
+            Some(o) => ix.by_owner.get(o).cloned().unwrap_or_default(),
+            None => ix.listed.clone(),
+        };
+        set.into_iter().map(|k| k.name).collect()
+    }
+
+    #[test]
+    fn the_index_follows_changes_and_removals() {
+        let mut ix = Index::default();
+        ix.insert(&demo("demo-a", "alice", 100, None, &["ta"]));
+        ix.insert(&demo("demo-b", "bob", 200, None, &[]));
+        ix.insert(&demo("demo-p", "", 300, Some("shop"), &[]));
+        assert_eq!(
+            names(&ix, None),
+            ["demo-b", "demo-a"],
+            "newest first, no pool members"
+        );
+        assert_eq!(names(&ix, Some("alice")), ["demo-a"]);
+        assert_eq!(ix.tokens["ta"], ("demo-a".to_string(), "lta".to_string()));
+        assert!(ix.pools["shop"].contains("demo-p"));
+
+        // Claimed: the pool member becomes carol's, with a link.
+        ix.insert(&demo("demo-p", "carol", 300, None, &["tp"]));
+        assert!(!ix.pools.contains_key("shop"));
+        assert_eq!(names(&ix, None), ["demo-p", "demo-b", "demo-a"]);
+        assert_eq!(names(&ix, Some("carol")), ["demo-p"]);
+        // A revoked link stays in the spec; a link removed from it leaves the index.
+        ix.insert(&demo("demo-a", "alice", 100, None, &[]));
+        assert!(!ix.tokens.contains_key("ta"));
+        ix.remove("demo-b");
+        assert_eq!(names(&ix, None), ["demo-p", "demo-a"]);
+        assert!(!ix.by_owner.contains_key("bob"));
+    }
+
+    #[test]
+    fn continue_tokens_round_trip_and_reject_what_was_not_issued() {
+        let k = ListKey::of(&demo("demo-x", "a", 1_700_000_000, None, &[]));
+        assert_eq!(ListKey::from_token(&k.token()), Some(k));
+        for bad in ["", "!!", "bm9zbGFzaA", "eC95"] {
+            assert_eq!(ListKey::from_token(bad), None, "{bad}");
+        }
+    }
+}
