@@ -1,12 +1,19 @@
 //! `cargo bench --bench showroom`: showroom's own numbers, on the simulation and (when
 //! `SHOWROOM_REALKUBE` names the control plane's binaries) on a real control plane, side
-//! by side in one table. The machine is shared and noisy: compare within a run.
+//! by side. The machine is shared and noisy: compare within a run.
 //!
-//! Sections: starts (a claim from a warm pool against a cold start).
+//! Sections (all by default; `-- starts` or `-- scale` for one; `--quick` for smaller
+//! levels):
+//! - starts: a claim from a warm pool against a cold start;
+//! - scale: `showroom serve` in its own process over 100, 1,000 and 10,000 demos.
 
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_macros, unused_imports)]
 mod common;
+#[path = "showroom/load.rs"]
+mod load;
+#[path = "showroom/scale.rs"]
+mod scale;
 
 use common::TestCluster;
 use common::harness::*;
@@ -97,16 +104,17 @@ async fn starts(tc: TestCluster, n: usize) -> (Duration, Duration) {
     (median(claims), cold)
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let n = if quick { 3 } else { 5 };
-    let real = showroom::sim::realkube::binaries_from_env()
+fn real_available() -> bool {
+    showroom::sim::realkube::binaries_from_env()
         .unwrap_or_else(|e| panic!("{e}"))
         .is_some()
-        || std::env::var_os("SHOWROOM_TEST_KUBECONFIG").is_some();
+        || std::env::var_os("SHOWROOM_TEST_KUBECONFIG").is_some()
+}
+
+async fn starts_section(quick: bool) {
+    let n = if quick { 3 } else { 5 };
     let (sim_claim, sim_cold) = starts(TestCluster::sim().await, n).await;
-    let (real_claim, real_cold) = if real {
+    let (real_claim, real_cold) = if real_available() {
         let tc = TestCluster::real("bench").await.expect("a real cluster");
         let (c, k) = starts(tc, n).await;
         (ms(c), ms(k))
@@ -128,5 +136,226 @@ async fn main() {
     println!("| measurement | simulation | real control plane |\n|---|---|---|");
     for r in rows {
         println!("| {} | {} | {} |", r.what, r.sim, r.real);
+    }
+}
+
+fn mib(v: f64) -> String {
+    format!("{v:.0} MiB")
+}
+
+fn per_s(v: f64) -> String {
+    format!("{v:.0}/s")
+}
+
+async fn scale_section(quick: bool) {
+    let levels: Vec<usize> = if quick {
+        vec![20, 100, 400]
+    } else {
+        vec![100, 1_000, 10_000]
+    };
+    let measured_starts = if quick { 100 } else { 500 };
+    let landing_secs = if quick { 2 } else { 3 };
+    let top = *levels.last().unwrap();
+    eprintln!("scale: simulation, levels {levels:?}");
+    let mut w = scale::World::start(TestCluster::sim().await, top, measured_starts).await;
+    let floors = w.floors().await;
+    let mut sim = Vec::new();
+    for &l in &levels {
+        let t = Instant::now();
+        sim.push(w.level(l, measured_starts, landing_secs).await);
+        eprintln!("scale: simulation at {l} done in {:.0?}", t.elapsed());
+    }
+    w.stop();
+    let real = if real_available() {
+        eprintln!("scale: real control plane at {}", levels[0]);
+        let tc = TestCluster::real("scale").await.expect("a real cluster");
+        let mut w = scale::World::start(tc, levels[0], levels[0]).await;
+        let floors = w.floors().await;
+        let l = w.level(levels[0], levels[0], landing_secs).await;
+        w.stop();
+        Some((l, floors))
+    } else {
+        None
+    };
+    print_scale(&levels, &sim, &floors, real.as_ref(), measured_starts);
+}
+
+fn print_scale(
+    levels: &[usize],
+    sim: &[scale::Level],
+    floors: &scale::Floors,
+    real: Option<&(scale::Level, scale::Floors)>,
+    measured: usize,
+) {
+    let first = levels[0];
+    let last = *levels.last().unwrap();
+    print!("| measurement |");
+    for l in levels {
+        print!(" {l} demos |");
+    }
+    println!(" {last} ÷ {first} | real control plane, {first} demos | floor (simulation) |");
+    println!("|---|{}---|---|---|", "---|".repeat(levels.len()));
+    let row =
+        |what: &str, f: &dyn Fn(&scale::Level) -> String, ratio: Option<f64>, floor: String| {
+            print!("| {what} |");
+            for l in sim {
+                print!(" {} |", f(l));
+            }
+            let ratio = ratio.map_or("".into(), |r| format!("{r:.2}×"));
+            let real = real.map_or("(no control plane)".into(), |(l, _)| f(l));
+            println!(" {ratio} | {real} | {floor} |");
+        };
+    let r = |f: &dyn Fn(&scale::Level) -> f64| {
+        let a = f(&sim[0]);
+        (a > 0.0).then(|| f(sim.last().unwrap()) / a)
+    };
+    let secs = |d: Duration| d.as_secs_f64();
+    row(
+        &format!("start → 202, p50 ({measured} starts, 50 concurrent)"),
+        &|l| ms(l.start_p50),
+        r(&|l| secs(l.start_p50)),
+        format!("bare create {} (one at a time)", ms(floors.create_median)),
+    );
+    row(
+        "start → 202, p99",
+        &|l| ms(l.start_p99),
+        r(&|l| secs(l.start_p99)),
+        format!(
+            "bare create at 50 concurrent, p99 {}",
+            ms(floors.create_p99_50)
+        ),
+    );
+    row(
+        "start errors",
+        &|l| l.start_errors.to_string(),
+        None,
+        String::new(),
+    );
+    row(
+        "LIST requests during the measured starts",
+        &|l| l.start_lists.to_string(),
+        None,
+        String::new(),
+    );
+    row(
+        "`GET /api/v1/demos?all=true&limit=100` (a page), p50",
+        &|l| ms(l.page_p50),
+        r(&|l| secs(l.page_p50)),
+        String::new(),
+    );
+    row(
+        "`GET /api/v1/demos` (a user's own), p50",
+        &|l| ms(l.own_list_p50),
+        r(&|l| secs(l.own_list_p50)),
+        String::new(),
+    );
+    row(
+        "`GET /api/v1/demos/{name}`, p99 at 50 concurrent",
+        &|l| ms(l.get_p99),
+        r(&|l| secs(l.get_p99)),
+        String::new(),
+    );
+    row(
+        "share landing page, requests/s at 50 concurrent",
+        &|l| per_s(l.landing_rps),
+        r(&|l| l.landing_rps),
+        String::new(),
+    );
+    row(
+        "nginx serving the same bytes (workers = cores), requests/s",
+        &|l| l.nginx_rps.map_or("(no nginx)".into(), per_s),
+        None,
+        String::new(),
+    );
+    row(
+        "landing page ÷ nginx",
+        &|l| {
+            l.nginx_rps
+                .map_or("".into(), |n| format!("{:.2}", l.landing_rps / n))
+        },
+        None,
+        String::new(),
+    );
+    row(
+        "showroom serve RSS (its own process)",
+        &|l| mib(l.showroom_rss_mib),
+        r(&|l| l.showroom_rss_mib),
+        String::new(),
+    );
+    row(
+        "simulation RSS (the bench process: simulation, agent, load generator)",
+        &|l| l.sim_rss_mib.map_or("—".into(), mib),
+        None,
+        String::new(),
+    );
+    row(
+        "in-process sweep: plan time (from the caches)",
+        &|l| l.sweep_plan.map_or("(no sweep seen)".into(), ms),
+        None,
+        String::new(),
+    );
+    row(
+        "in-process sweep: LIST requests during one sweep",
+        &|l| l.sweep_lists.map_or("—".into(), |n| n.to_string()),
+        None,
+        String::new(),
+    );
+    row(
+        "`showroom sweep --dry-run` (a fresh process), wall time",
+        &|l| ms(l.cli_sweep),
+        r(&|l| secs(l.cli_sweep)),
+        String::new(),
+    );
+    row(
+        "`showroom sweep --dry-run`: LIST requests (pages of 500)",
+        &|l| l.cli_sweep_lists.to_string(),
+        None,
+        String::new(),
+    );
+    row(
+        "fill to this level: demos created → all Ready (50 concurrent)",
+        &|l| {
+            l.fill.map_or("—".into(), |(n, d)| {
+                format!(
+                    "{n} in {:.1} s ({:.0}/s)",
+                    d.as_secs_f64(),
+                    n as f64 / d.as_secs_f64()
+                )
+            })
+        },
+        None,
+        String::new(),
+    );
+    let total: Duration = sim.iter().filter_map(|l| l.fill.map(|f| f.1)).sum();
+    println!(
+        "\n0 → {last} demos created and Ready (the fills' sum): {:.1} s",
+        total.as_secs_f64()
+    );
+    if let Some((_, f)) = real {
+        println!(
+            "real control plane floor: bare create {} one at a time, p99 {} at 50 concurrent",
+            ms(f.create_median),
+            ms(f.create_p99_50)
+        );
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let only = |s: &str| {
+        let named: Vec<&String> = args
+            .iter()
+            .skip(1)
+            .filter(|a| !a.starts_with("--"))
+            .collect();
+        named.is_empty() || named.iter().any(|a| *a == s)
+    };
+    if only("starts") {
+        starts_section(quick).await;
+    }
+    if only("scale") {
+        scale_section(quick).await;
     }
 }

@@ -1,0 +1,694 @@
+//! The scale section: showroom (`showroom serve`, a process of its own) over a cluster
+//! holding 100, 1,000 and 10,000 demos. At each level it measures starts at 50
+//! concurrent connections, pages of the list, a share link's landing page against
+//! nginx serving the same bytes, memory, and both sweeps; the fill between levels is
+//! the create-to-Ready throughput.
+
+use super::load::{self, Outcome, Stop, request};
+use crate::common::TestCluster;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, PostParams};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use showroom::cluster::crd::Demo;
+use showroom::sim::agent::{App, Snapshot};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The shipped template every bench demo is made from.
+const TEMPLATE: &str = "data-pipeline";
+const CONCURRENCY: usize = 50;
+/// Each user may hold this many demos (the default limit).
+const PER_USER: usize = 5;
+const ADMIN_TOKEN: &str = "bench-admin-token";
+
+/// What one level measured.
+#[derive(Default, Clone)]
+pub struct Level {
+    /// Creating the demos that brought the cluster to this level, until all were Ready.
+    pub fill: Option<(usize, Duration)>,
+    pub start_p50: Duration,
+    pub start_p99: Duration,
+    pub start_errors: usize,
+    /// LIST requests the API server saw during the measured starts.
+    pub start_lists: u64,
+    pub page_p50: Duration,
+    pub own_list_p50: Duration,
+    pub get_p99: Duration,
+    pub landing_rps: f64,
+    pub nginx_rps: Option<f64>,
+    pub showroom_rss_mib: f64,
+    pub sim_rss_mib: Option<f64>,
+    pub sweep_plan: Option<Duration>,
+    pub sweep_lists: Option<u64>,
+    pub cli_sweep: Duration,
+    pub cli_sweep_lists: u64,
+}
+
+/// The floors: what the API server itself takes.
+#[derive(Default, Clone)]
+pub struct Floors {
+    pub create_median: Duration,
+    pub create_p99_50: Duration,
+}
+
+pub struct World {
+    tc: TestCluster,
+    dir: tempfile::TempDir,
+    showroom: std::process::Child,
+    addr: SocketAddr,
+    /// Each demo's phase, from a watch (the bench keeps no objects, so it adds little
+    /// to the memory of the simulation it shares a process with).
+    phases: Arc<Mutex<HashMap<String, String>>>,
+    /// Users that only ever hold the measured starts.
+    starters: usize,
+    held: Vec<String>,
+}
+
+fn rss_mib(pid: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn user_token(i: usize) -> String {
+    format!("bench-user-token-{i}")
+}
+
+fn starter_token(i: usize) -> String {
+    format!("bench-starter-token-{i}")
+}
+
+fn users_yaml(users: usize, starters: usize) -> String {
+    let hash = showroom::domain::users::hash_token;
+    let mut out = format!(
+        "users:\n  - name: carol\n    role: admin\n    tokenSha256: [\"{}\"]\n",
+        hash(ADMIN_TOKEN)
+    );
+    for i in 0..users {
+        out.push_str(&format!(
+            "  - name: user{i}\n    role: sales\n    tokenSha256: [\"{}\"]\n",
+            hash(&user_token(i))
+        ));
+    }
+    for i in 0..starters {
+        out.push_str(&format!(
+            "  - name: starter{i}\n    role: sales\n    tokenSha256: [\"{}\"]\n",
+            hash(&starter_token(i))
+        ));
+    }
+    out
+}
+
+/// The LIST requests the API server has served so far (its `apiserver_request_total`).
+async fn lists(client: &kube::Client) -> u64 {
+    let req = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("request");
+    let Ok(text) = client.request_text(req).await else {
+        return 0;
+    };
+    text.lines()
+        .filter(|l| l.starts_with("apiserver_request_total{") && l.contains("verb=\"LIST\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// A metric of showroom's `/metrics` (the first sample of that name).
+async fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
+    let out = load::run(
+        addr,
+        1,
+        Stop::Count(1),
+        true,
+        Arc::new(move |_| request("GET", addr, "/metrics", None, None)),
+    )
+    .await;
+    let body = String::from_utf8_lossy(&out.bodies.first()?.2).to_string();
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl World {
+    /// Starts `showroom serve` as its own process against the cluster.
+    pub async fn start(mut tc: TestCluster, max_demos: usize, starters: usize) -> World {
+        let snapshot = showroom::domain::template::Template::parse(
+            TEMPLATE,
+            &std::fs::read_to_string(format!("snapshots/{TEMPLATE}.yaml")).expect("template"),
+        )
+        .expect("the shipped template")
+        .snapshot;
+        tc.snapshots.publish(
+            &snapshot,
+            Snapshot {
+                apps: vec![App {
+                    namespace: "pipeline".into(),
+                    service: "dashboard".into(),
+                    port: 8080,
+                }],
+                restore_time: Duration::ZERO,
+                boot_time: Duration::ZERO,
+            },
+        );
+        showroom::app::install_crd(&tc.client)
+            .await
+            .expect("the Demo CRD");
+        let namespace = tc.namespace().await;
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let users = max_demos.div_ceil(PER_USER);
+        std::fs::write(dir.path().join("users.yaml"), users_yaml(users, starters)).unwrap();
+        let snapshots = dir.path().join("snapshots");
+        std::fs::create_dir(&snapshots).unwrap();
+        std::fs::copy(
+            format!("snapshots/{TEMPLATE}.yaml"),
+            snapshots.join(format!("{TEMPLATE}.yaml")),
+        )
+        .unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("showroom.log")).unwrap();
+        let showroom = std::process::Command::new(env!("CARGO_BIN_EXE_showroom"))
+            .env("KUBECONFIG", &tc.kubeconfig)
+            .arg("serve")
+            .args(["--instance", tc.instance.name()])
+            .arg("--snapshots")
+            .arg(&snapshots)
+            .args(["--sweep-schedule", "*/5 * * * * *"])
+            .args(["--max-demos-per-user", &PER_USER.to_string()])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--users")
+            .arg(dir.path().join("users.yaml"))
+            .args(["--leader-election", "false", "--namespace", &namespace])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("showroom serve");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = load::run(
+                addr,
+                1,
+                Stop::Count(1),
+                false,
+                Arc::new(move |_| request("GET", addr, "/readyz", None, None)),
+            )
+            .await;
+            if out.errors == 0 && !out.latencies.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "showroom serve did not become ready; see {}",
+                dir.path().join("showroom.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let phases = Arc::new(Mutex::new(HashMap::new()));
+        let p = phases.clone();
+        let stream = watcher(
+            Api::<Demo>::all(tc.client.clone()),
+            watcher::Config::default().labels(&tc.instance.selector()),
+        );
+        tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(ev) = stream.next().await {
+                let Ok(ev) = ev else { continue };
+                let mut m = p.lock().unwrap();
+                match ev {
+                    watcher::Event::Apply(d) | watcher::Event::InitApply(d) => {
+                        let phase = d
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.phase)
+                            .map(|p| p.as_str().to_string())
+                            .unwrap_or_default();
+                        m.insert(d.metadata.name.unwrap_or_default(), phase);
+                    }
+                    watcher::Event::Delete(d) => {
+                        m.remove(&d.metadata.name.unwrap_or_default());
+                    }
+                    _ => {}
+                }
+            }
+        });
+        World {
+            tc,
+            dir,
+            showroom,
+            addr,
+            phases,
+            starters,
+            held: Vec::new(),
+        }
+    }
+
+    fn count(&self, phase: &str) -> usize {
+        self.phases
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|p| *p == phase)
+            .count()
+    }
+
+    fn total(&self) -> usize {
+        self.phases.lock().unwrap().len()
+    }
+
+    async fn until(&self, what: &str, timeout: Duration, ok: impl Fn(&World) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !ok(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {} demos, {} Ready; showroom log: {}",
+                self.total(),
+                self.count("Ready"),
+                self.dir.path().join("showroom.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts `n` demos for the holding users, at 50 concurrent, and waits until all
+    /// are Ready: (time taken).
+    async fn fill(&mut self, to: usize) -> (usize, Duration) {
+        let from = self.held.len();
+        let n = to - from;
+        let addr = self.addr;
+        let t = Instant::now();
+        let out = load::run(
+            addr,
+            CONCURRENCY,
+            Stop::Count(n),
+            true,
+            Arc::new(move |i| {
+                let user = (from + i) / PER_USER;
+                request(
+                    "POST",
+                    addr,
+                    "/api/v1/demos",
+                    Some(&user_token(user)),
+                    Some(format!(r#"{{"template": "{TEMPLATE}"}}"#)),
+                )
+            }),
+        )
+        .await;
+        assert_eq!(out.errors, 0, "filling: {:?}", out.first_error);
+        for (_, _, body) in &out.bodies {
+            let v: Value = serde_json::from_slice(body).unwrap_or_default();
+            self.held
+                .push(v["name"].as_str().unwrap_or_default().to_string());
+        }
+        self.until(
+            &format!("{to} demos Ready"),
+            Duration::from_secs(600),
+            |w| w.count("Ready") >= to,
+        )
+        .await;
+        (n, t.elapsed())
+    }
+
+    /// `n` starts by users holding none, at 50 concurrent; then they are deleted again.
+    async fn starts(&self, n: usize) -> (Outcome, u64) {
+        let addr = self.addr;
+        let before = lists(&self.tc.client).await;
+        let n = n.min(self.starters);
+        let out = load::run(
+            addr,
+            CONCURRENCY,
+            Stop::Count(n),
+            true,
+            Arc::new(move |i| {
+                request(
+                    "POST",
+                    addr,
+                    "/api/v1/demos",
+                    Some(&starter_token(i)),
+                    Some(format!(r#"{{"template": "{TEMPLATE}"}}"#)),
+                )
+            }),
+        )
+        .await;
+        let during = lists(&self.tc.client).await - before;
+        let names: Vec<String> = out
+            .bodies
+            .iter()
+            .filter_map(|(_, _, b)| {
+                let v: Value = serde_json::from_slice(b).ok()?;
+                Some(v["name"].as_str()?.to_string())
+            })
+            .collect();
+        let held = self.held.len();
+        // Each started demo is deleted again once it is Ready, keeping the level.
+        self.until("the measured starts Ready", Duration::from_secs(600), |w| {
+            w.count("Ready") >= held + names.len()
+        })
+        .await;
+        let names = Arc::new(names);
+        let n2 = names.clone();
+        let del = load::run(
+            addr,
+            CONCURRENCY,
+            Stop::Count(names.len()),
+            false,
+            Arc::new(move |i| {
+                request(
+                    "DELETE",
+                    addr,
+                    &format!("/api/v1/demos/{}", n2[i]),
+                    Some(ADMIN_TOKEN),
+                    None,
+                )
+            }),
+        )
+        .await;
+        assert_eq!(del.errors, 0, "deleting: {:?}", del.first_error);
+        self.until("the measured starts gone", Duration::from_secs(600), |w| {
+            w.total() <= held
+        })
+        .await;
+        (out, during)
+    }
+
+    async fn reads(&self, level: &mut Level) {
+        let addr = self.addr;
+        let page = load::run(
+            addr,
+            1,
+            Stop::Count(200),
+            false,
+            Arc::new(move |_| {
+                request(
+                    "GET",
+                    addr,
+                    "/api/v1/demos?all=true&limit=100",
+                    Some(ADMIN_TOKEN),
+                    None,
+                )
+            }),
+        )
+        .await;
+        assert_eq!(page.errors, 0, "{:?}", page.first_error);
+        level.page_p50 = page.quantile(0.5);
+        let own = load::run(
+            addr,
+            1,
+            Stop::Count(200),
+            false,
+            Arc::new(move |i| {
+                request(
+                    "GET",
+                    addr,
+                    "/api/v1/demos",
+                    Some(&user_token(i % 20)),
+                    None,
+                )
+            }),
+        )
+        .await;
+        level.own_list_p50 = own.quantile(0.5);
+        let held = Arc::new(self.held.clone());
+        let get = load::run(
+            addr,
+            CONCURRENCY,
+            Stop::Count(5000),
+            false,
+            Arc::new(move |i| {
+                let name = &held[i % held.len()];
+                request(
+                    "GET",
+                    addr,
+                    &format!("/api/v1/demos/{name}"),
+                    Some(ADMIN_TOKEN),
+                    None,
+                )
+            }),
+        )
+        .await;
+        assert_eq!(get.errors, 0, "{:?}", get.first_error);
+        level.get_p99 = get.quantile(0.99);
+    }
+
+    /// A share link's landing page, against nginx serving its bytes (when installed).
+    async fn landing(&self, level: &mut Level, seconds: u64) {
+        let addr = self.addr;
+        let owner = user_token(0);
+        let demo = self.held[0].clone();
+        let made = load::run(
+            addr,
+            1,
+            Stop::Count(1),
+            true,
+            Arc::new(move |_| {
+                request(
+                    "POST",
+                    addr,
+                    &format!("/api/v1/demos/{demo}/share-links"),
+                    Some(&owner),
+                    Some("{}".into()),
+                )
+            }),
+        )
+        .await;
+        let link: Value = serde_json::from_slice(&made.bodies[0].2).unwrap();
+        let url = link["url"].as_str().expect("a share link").to_string();
+        let path = url[url.find("/s/").unwrap()..].to_string();
+        let p = path.clone();
+        let page = load::run(
+            addr,
+            1,
+            Stop::Count(1),
+            true,
+            Arc::new(move |_| request("GET", addr, &p, None, None)),
+        )
+        .await;
+        let bytes = page.bodies[0].2.clone();
+        assert_eq!(page.bodies[0].1, 200, "the landing page");
+        let p = path.clone();
+        let out = load::run(
+            addr,
+            CONCURRENCY,
+            Stop::For(Duration::from_secs(seconds)),
+            false,
+            Arc::new(move |_| request("GET", addr, &p, None, None)),
+        )
+        .await;
+        assert_eq!(out.errors, 0, "{:?}", out.first_error);
+        level.landing_rps = out.per_second();
+        level.nginx_rps = nginx_rps(self.dir.path(), &bytes, seconds).await;
+    }
+
+    /// The in-process sweep (every 5 s): how long its plan took, and the LISTs the API
+    /// server saw meanwhile; then `showroom sweep --dry-run`, timed from outside.
+    async fn sweeps(&self, level: &mut Level) {
+        let count = || metric(self.addr, "showroom_sweep_duration_seconds_count");
+        let before = count().await.unwrap_or(0.0);
+        // A sweep may be under way: wait for one to end, then measure the next whole one.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count().await.unwrap_or(0.0) <= before && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let lists_before = lists(&self.tc.client).await;
+        let started = count().await.unwrap_or(0.0);
+        while count().await.unwrap_or(0.0) <= started && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if count().await.unwrap_or(0.0) > started {
+            level.sweep_lists = Some(lists(&self.tc.client).await - lists_before);
+            level.sweep_plan = metric(self.addr, "showroom_sweep_plan_seconds")
+                .await
+                .map(Duration::from_secs_f64);
+        }
+        let lists_before = lists(&self.tc.client).await;
+        let t = Instant::now();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_showroom"))
+            .env("KUBECONFIG", &self.tc.kubeconfig)
+            .arg("sweep")
+            .args(["--instance", self.tc.instance.name()])
+            .arg("--snapshots")
+            .arg(self.dir.path().join("snapshots"))
+            .arg("--dry-run")
+            .output()
+            .expect("showroom sweep");
+        level.cli_sweep = t.elapsed();
+        assert!(
+            out.status.success(),
+            "showroom sweep: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        level.cli_sweep_lists = lists(&self.tc.client).await - lists_before;
+    }
+
+    /// Everything at one level.
+    pub async fn level(&mut self, demos: usize, starts: usize, landing_secs: u64) -> Level {
+        let mut level = Level::default();
+        if demos > self.held.len() {
+            level.fill = Some(self.fill(demos).await);
+        }
+        let (out, lists) = self.starts(starts).await;
+        level.start_p50 = out.quantile(0.5);
+        level.start_p99 = out.quantile(0.99);
+        level.start_errors = out.errors;
+        level.start_lists = lists;
+        self.reads(&mut level).await;
+        self.landing(&mut level, landing_secs).await;
+        self.sweeps(&mut level).await;
+        if let Some(sim) = &self.tc.sim {
+            let stats = sim.store.stats();
+            let (n, bytes) = stats
+                .iter()
+                .fold((0, 0), |(n, b), (_, c, s)| (n + c, b + s));
+            eprintln!(
+                "the simulation holds {n} objects, {} MiB as JSON:",
+                bytes / (1 << 20)
+            );
+            for (plural, count, size) in stats.iter().take(14) {
+                eprintln!("  {plural:<28} {count:>7} {:>8} KiB", size / 1024);
+            }
+        }
+        level.showroom_rss_mib = rss_mib(&self.showroom.id().to_string());
+        level.sim_rss_mib = self.tc.sim.as_ref().map(|_| rss_mib("self"));
+        level
+    }
+
+    /// The API server's own create round trip: one at a time, and 50 at once.
+    pub async fn floors(&mut self) -> Floors {
+        let ns = self.tc.namespace().await;
+        let cms: Api<ConfigMap> = Api::namespaced(self.tc.client.clone(), &ns);
+        let make = |i: usize| -> ConfigMap {
+            serde_json::from_value(
+                json!({"metadata": {"name": format!("floor-{i}")}, "data": {"k": "v"}}),
+            )
+            .unwrap()
+        };
+        let mut one = Vec::new();
+        for i in 0..200 {
+            let t = Instant::now();
+            cms.create(&PostParams::default(), &make(i)).await.unwrap();
+            one.push(t.elapsed());
+        }
+        one.sort();
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(1000));
+        let tasks: Vec<_> = (0..CONCURRENCY)
+            .map(|_| {
+                let cms = cms.clone();
+                let next = next.clone();
+                tokio::spawn(async move {
+                    let mut v = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= 1000 + 1000 {
+                            return v;
+                        }
+                        let t = Instant::now();
+                        let cm: ConfigMap = serde_json::from_value(
+                            json!({"metadata": {"name": format!("floor-{i}")}, "data": {"k": "v"}}),
+                        )
+                        .unwrap();
+                        cms.create(&PostParams::default(), &cm).await.unwrap();
+                        v.push(t.elapsed());
+                    }
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        let out = Outcome {
+            latencies: all,
+            errors: 0,
+            first_error: None,
+            elapsed: Duration::ZERO,
+            bodies: vec![],
+        };
+        let _ = Api::<Namespace>::all(self.tc.client.clone())
+            .delete(&ns, &Default::default())
+            .await;
+        Floors {
+            create_median: one[one.len() / 2],
+            create_p99_50: out.quantile(0.99),
+        }
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.showroom.kill();
+        let _ = self.showroom.wait();
+    }
+}
+
+/// nginx serving `bytes` with as many workers as showroom has threads (the cores).
+async fn nginx_rps(dir: &Path, bytes: &[u8], seconds: u64) -> Option<f64> {
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())?;
+    let root = dir.join("nginx");
+    std::fs::create_dir_all(root.join("logs")).ok()?;
+    std::fs::write(root.join("landing.html"), bytes).ok()?;
+    let port = free_port();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let conf = format!(
+        "worker_processes {workers};\npid {root}/nginx.pid;\nerror_log {root}/logs/error.log;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{ access_log off; keepalive_requests 1000000;\n\
+           server {{ listen 127.0.0.1:{port}; root {root};\n\
+             location / {{ default_type text/html; try_files /landing.html =404; }} }} }}\n",
+        root = root.display()
+    );
+    std::fs::write(root.join("nginx.conf"), conf).ok()?;
+    let mut child = std::process::Command::new(nginx)
+        .args(["-p"])
+        .arg(&root)
+        .args(["-c"])
+        .arg(root.join("nginx.conf"))
+        .args(["-g", "daemon off;"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().ok()?;
+    let mut up = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rps = if up {
+        let out = load::run(
+            addr,
+            CONCURRENCY,
+            Stop::For(Duration::from_secs(seconds)),
+            false,
+            Arc::new(move |_| request("GET", addr, "/", None, None)),
+        )
+        .await;
+        (out.errors == 0).then(|| out.per_second())
+    } else {
+        None
+    };
+    // SIGTERM, so that nginx stops its workers too (SIGKILL would leave them running).
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let _ = child.wait();
+    rps
+}
