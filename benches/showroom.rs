@@ -3,7 +3,7 @@
 //! by side. The machine is shared and noisy: compare within a run.
 //!
 //! Sections (all by default; `-- starts` or `-- scale` for one; `--quick` for smaller
-//! levels):
+//! levels, `--levels=100,1000` for others):
 //! - starts: a claim from a warm pool against a cold start;
 //! - scale: `showroom serve` in its own process over 100, 1,000 and 10,000 demos.
 
@@ -148,10 +148,18 @@ fn per_s(v: f64) -> String {
 }
 
 async fn scale_section(quick: bool) {
-    let levels: Vec<usize> = if quick {
-        vec![20, 100, 400]
-    } else {
-        vec![100, 1_000, 10_000]
+    // `--levels=100,1000` picks other levels (to look at one change quickly).
+    let asked = std::env::args()
+        .find_map(|a| a.strip_prefix("--levels=").map(str::to_string))
+        .map(|l| {
+            l.split(',')
+                .map(|n| n.trim().parse().expect("--levels=N,N,..."))
+                .collect()
+        });
+    let levels: Vec<usize> = match asked {
+        Some(l) => l,
+        None if quick => vec![20, 100, 400],
+        None => vec![100, 1_000, 10_000],
     };
     let measured_starts = if quick { 100 } else { 500 };
     let landing_secs = if quick { 2 } else { 3 };

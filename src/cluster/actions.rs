@@ -79,11 +79,13 @@ pub async fn sleep(client: &Client, d: &Demo, message: &str) -> Result<(), kube:
 }
 
 /// Asks Kubernetes to delete the Demo; its finalizer then removes the namespace.
-pub async fn request_delete(client: &Client, name: &str) -> Result<(), kube::Error> {
+/// Returns the Demo as it now stands (marked for deletion), if it still exists.
+pub async fn request_delete(client: &Client, name: &str) -> Result<Option<Demo>, kube::Error> {
     let api: Api<Demo> = Api::all(client.clone());
     match api.delete(name, &Default::default()).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
+        // Left: still there, finalizing; Right: already gone.
+        Ok(answer) => Ok(answer.left()),
+        Err(e) if is_not_found(&e) => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -176,6 +176,8 @@ pub struct DemoCache {
     /// Each Demo as it changes, for the controller.
     changes: broadcast::Sender<Arc<Demo>>,
     ready: Ready,
+    /// Counts the watch events applied, to wake those waiting for a write to show.
+    applied: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Whether a cache has listed once. (kube's `Store::wait_until_ready` wakes only the
@@ -228,6 +230,39 @@ impl DemoCache {
 
     pub async fn wait_until_ready(&self) {
         self.ready.wait().await
+    }
+
+    /// Waits (up to `timeout`) until the cache holds `name` at `resource_version` or
+    /// later, so that a page or answer after a write shows that write. True once it
+    /// does. resourceVersions are compared as numbers: Kubernetes calls them opaque, but
+    /// etcd's and the simulation's are increasing integers; for any other kind this
+    /// does not wait.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        resource_version: &str,
+        timeout: std::time::Duration,
+    ) -> bool {
+        let Ok(want) = resource_version.parse::<u64>() else {
+            return false;
+        };
+        // Subscribed before looking, so an event applied in between still wakes us.
+        let mut applied = self.applied.subscribe();
+        let seen = || {
+            self.get(name)
+                .and_then(|d| d.resource_version()?.parse::<u64>().ok())
+                .is_some_and(|have| have >= want)
+        };
+        tokio::time::timeout(timeout, async {
+            while !seen() {
+                if applied.changed().await.is_err() {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+        .unwrap_or(false)
     }
 
     /// The demo holding a share link whose token hashes to `hash`, and the link's id.
@@ -371,6 +406,7 @@ pub fn demos(client: &Client, instance: &Instance) -> (DemoCache, JoinHandle<()>
         index: Default::default(),
         changes: broadcast::channel(4096).0,
         ready: Ready::new(),
+        applied: Arc::new(tokio::sync::watch::channel(0).0),
     };
     let stream = watcher(
         Api::<Demo>::all(client.clone()),
@@ -419,6 +455,7 @@ pub fn demos(client: &Client, instance: &Instance) -> (DemoCache, JoinHandle<()>
                     }
                 }
             }
+            c.applied.send_modify(|n| *n += 1);
         }
     });
     (cache, task)

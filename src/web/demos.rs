@@ -144,12 +144,23 @@ pub(super) async fn update_spec(
             .patch(name, &PatchParams::default(), &Patch::Merge(patch))
             .await
         {
-            Ok(d) => return Ok(d),
+            Ok(d) => return Ok(shown(s, d).await),
             Err(e) if crate::k8s::is_conflict(&e) => continue,
             Err(e) => return Err(e.into()),
         }
     }
     Err(ApiError::conflict("the demo kept changing; try again"))
+}
+
+/// A Demo just written, once this replica's cache shows it (or after a short wait):
+/// the page or answer that follows a click then shows what the click did.
+pub(super) async fn shown(s: &AppState, d: Demo) -> Demo {
+    if let Some(rv) = d.resource_version() {
+        s.demos
+            .wait_for(&d.name_any(), &rv, std::time::Duration::from_secs(2))
+            .await;
+    }
+    d
 }
 
 /// A hash of (instance, owner, Idempotency-Key): what a retried or double-clicked
@@ -404,6 +415,7 @@ pub mod ops {
             return Ok(d);
         }
         let asleep = patch_spec(&s.client, name, json!({"desiredState": "Sleeping"})).await?;
+        let asleep = shown(s, asleep).await;
         // The controller frees it too; freeing here lets the next start use it at once.
         let _ = s
             .slots
@@ -431,7 +443,7 @@ pub mod ops {
                 if let Some(slot) = slot {
                     s.slots.bind(&slot, &woken).await?;
                 }
-                Ok(woken)
+                Ok(shown(s, woken).await)
             }
             Err(e) => {
                 if let Some(slot) = slot {
@@ -515,7 +527,9 @@ pub mod ops {
 
     pub async fn delete(s: &AppState, user: &User, name: &str) -> Result<Demo, ApiError> {
         let d = find(s, user, name).await?;
-        request_delete(&s.client, name).await?;
+        if let Some(deleting) = request_delete(&s.client, name).await? {
+            shown(s, deleting).await;
+        }
         // A deleted demo counts no more: its slots are free for the next start now.
         let _ = s.slots.free_for(name, None).await;
         tracing::info!(demo = %name, by = %user.name, "demo deletion requested");
