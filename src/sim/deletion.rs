@@ -127,15 +127,15 @@ impl Store {
         st.objects
             .values()
             .flat_map(BTreeMap::values)
-            .any(|o| owner_uids(o).iter().any(|u| u == uid))
+            .any(|o| o.owners.iter().any(|u| &**u == uid))
     }
 
     fn orphan_dependents(&self, st: &mut State, uid: &str) {
         let mut changes = Vec::new();
         for (key, objs) in &st.objects {
             for ((ons, oname), o) in objs {
-                if owner_uids(o).iter().any(|u| u == uid) {
-                    let mut n = (**o).clone();
+                if o.owners.iter().any(|u| &**u == uid) {
+                    let mut n = o.value();
                     if let Some(Value::Array(refs)) = n.pointer_mut("/metadata/ownerReferences") {
                         refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid));
                     }

@@ -49,11 +49,12 @@ pub struct WatchEvent {
 }
 
 impl WatchEvent {
-    fn of(rv: u64, kind: EventType, obj: &Value) -> WatchEvent {
+    /// The event of a write: `json` is `obj` serialized, the same bytes the store keeps.
+    fn of(rv: u64, kind: EventType, obj: &Value, json: Bytes) -> WatchEvent {
         WatchEvent {
             rv,
             kind,
-            json: Bytes::from(serde_json::to_vec(obj).unwrap_or_default()),
+            json,
             namespace: Arc::from(meta(obj, "namespace").unwrap_or_default()),
             labels: Arc::new(labels_of(obj)),
             fields: Arc::new(fields_of(obj)),
@@ -114,7 +115,69 @@ impl Change {
     }
 }
 
-pub type Objects = BTreeMap<(String, String), Arc<Value>>;
+/// An object as the store keeps it: its JSON, serialized once when it was written and
+/// shared with the watch log (parsed into a `Value`, an object takes about seven times
+/// its JSON's bytes, which at 10,000 demos is gigabytes), and the few facts that the
+/// garbage collector scans the whole store for, so that a pass parses nothing.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub json: Bytes,
+    pub uid: Box<str>,
+    /// The uids in its ownerReferences.
+    pub owners: Box<[Box<str>]>,
+    pub deleting: bool,
+    /// Deleting, and held by the foreground-deletion finalizer.
+    pub foreground: bool,
+    /// A pod's `spec.nodeName` (empty: not bound).
+    pub node: Box<str>,
+}
+
+impl Stored {
+    fn of(obj: &Value, json: Bytes) -> Stored {
+        let deleting = is_deleting(obj);
+        Stored {
+            json,
+            uid: meta(obj, "uid").unwrap_or_default().into(),
+            owners: owner_uids(obj).into_iter().map(Into::into).collect(),
+            deleting,
+            foreground: deleting && finalizers(obj).iter().any(|f| f == FOREGROUND),
+            node: obj
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .into(),
+        }
+    }
+
+    /// The object, parsed (a copy: changing it changes nothing stored).
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+
+    /// The object's resourceVersion, read without parsing it all.
+    fn resource_version(&self) -> u64 {
+        #[derive(serde::Deserialize)]
+        struct M {
+            #[serde(rename = "resourceVersion", default)]
+            rv: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct O {
+            metadata: M,
+        }
+        serde_json::from_slice::<O>(&self.json)
+            .ok()
+            .and_then(|o| o.metadata.rv.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+pub type Objects = BTreeMap<(String, String), Stored>;
+
+/// An object's JSON, parsed.
+pub fn parse(json: &[u8]) -> Arc<Value> {
+    Arc::new(serde_json::from_slice(json).unwrap_or(Value::Null))
+}
 
 #[derive(Default)]
 pub(super) struct Log {
@@ -131,25 +194,56 @@ pub struct State {
 }
 
 impl State {
-    /// The objects of a `v1` type of a group (core: ""), in one namespace or all.
+    /// The objects of a `v1` type of a group (core: ""), in one namespace or all,
+    /// parsed.
     pub(super) fn objects_of<'a>(
         &'a self,
         group: &str,
         plural: &str,
         ns: Option<&'a str>,
-    ) -> impl Iterator<Item = &'a Arc<Value>> + 'a {
+    ) -> impl Iterator<Item = Value> + 'a {
         let key: TypeKey = (group.to_string(), "v1".to_string(), plural.to_string());
         self.objects
             .get(&key)
             .into_iter()
             .flat_map(move |m| in_namespace(m, ns))
+            .map(Stored::value)
     }
 
-    pub(super) fn namespace(&self, ns: &str) -> Option<Arc<Value>> {
+    /// The objects of a `v1` type of a group, as stored, keyed by (namespace, name).
+    pub(super) fn stored_of<'a>(
+        &'a self,
+        group: &str,
+        plural: &str,
+    ) -> impl Iterator<Item = (&'a (String, String), &'a Stored)> + 'a {
+        let key: TypeKey = (group.to_string(), "v1".to_string(), plural.to_string());
+        self.objects.get(&key).into_iter().flat_map(|m| m.iter())
+    }
+
+    /// The pods of a namespace that `uid` owns, parsed.
+    pub(super) fn pods_owned_by(&self, ns: &str, uid: &str) -> Vec<Value> {
+        let key: TypeKey = (String::new(), "v1".to_string(), "pods".to_string());
+        self.objects
+            .get(&key)
+            .into_iter()
+            .flat_map(|m| in_namespace(m, Some(ns)))
+            .filter(|o| o.owners.iter().any(|u| &**u == uid))
+            .map(Stored::value)
+            .collect()
+    }
+
+    /// Whether an object of a `v1` type of a group exists (no parsing).
+    pub(super) fn contains(&self, group: &str, plural: &str, ns: &str, name: &str) -> bool {
+        let key: TypeKey = (group.to_string(), "v1".to_string(), plural.to_string());
+        self.objects
+            .get(&key)
+            .is_some_and(|m| m.contains_key(&(ns.to_string(), name.to_string())))
+    }
+
+    pub(super) fn namespace(&self, ns: &str) -> Option<&Stored> {
         self.objects
             .get(&(String::new(), "v1".into(), "namespaces".into()))
             .and_then(|m| m.get(&(String::new(), ns.to_string())))
-            .cloned()
     }
 }
 
@@ -157,7 +251,7 @@ impl State {
 fn in_namespace<'a>(
     m: &'a Objects,
     ns: Option<&'a str>,
-) -> Box<dyn Iterator<Item = &'a Arc<Value>> + 'a> {
+) -> Box<dyn Iterator<Item = &'a Stored> + 'a> {
     match ns {
         Some(n) => Box::new(
             m.range((n.to_string(), String::new())..)
@@ -268,10 +362,7 @@ impl Store {
             .objects
             .iter()
             .map(|((_, _, plural), m)| {
-                let bytes = m
-                    .values()
-                    .map(|o| serde_json::to_vec(&**o).map_or(0, |v| v.len()))
-                    .sum();
+                let bytes = m.values().map(|o| o.json.len()).sum();
                 (plural.clone(), m.len(), bytes)
             })
             .collect();
@@ -280,12 +371,18 @@ impl Store {
     }
 
     pub fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Arc<Value>, ApiError> {
-        let st = self.lock();
-        st.objects
-            .get(&rt.key())
-            .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(rt, name))
+        let found = {
+            let st = self.lock();
+            st.objects
+                .get(&rt.key())
+                .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
+                .map(|o| o.json.clone())
+        };
+        // Parsed outside the lock.
+        let json = found.ok_or_else(|| ApiError::not_found(rt, name))?;
+        Ok(Arc::new(
+            serde_json::from_slice(&json).unwrap_or(Value::Null),
+        ))
     }
 
     /// Lists objects in key order; `after` resumes after a key (the continue token).
@@ -297,10 +394,12 @@ impl Store {
         fields: &Selector,
         limit: Option<usize>,
         after: Option<(String, String)>,
-    ) -> (Vec<Arc<Value>>, u64, Option<(String, String)>) {
+    ) -> (Vec<Bytes>, u64, Option<(String, String)>) {
         let st = self.lock();
-        let mut items = Vec::new();
+        let mut items: Vec<Bytes> = Vec::new();
         let mut next = None;
+        let filtered = !labels.is_empty() || !fields.is_empty();
+        let mut last = None;
         if let Some(m) = st.objects.get(&rt.key()) {
             let start = match (&after, ns) {
                 (Some(a), _) => a.clone(),
@@ -317,19 +416,19 @@ impl Store {
                     // Keys are ordered by namespace: nothing further matches.
                     break;
                 }
-                if !labels.matches(&labels_of(obj)) || !fields.matches(&fields_of(obj)) {
-                    continue;
+                // Parsed only to be filtered.
+                if filtered {
+                    let v = obj.value();
+                    if !labels.matches(&labels_of(&v)) || !fields.matches(&fields_of(&v)) {
+                        continue;
+                    }
                 }
                 if limit.is_some_and(|l| items.len() >= l) {
-                    next = items.last().map(|o: &Arc<Value>| {
-                        (
-                            meta(o, "namespace").unwrap_or_default(),
-                            meta(o, "name").unwrap_or_default(),
-                        )
-                    });
+                    next = last;
                     break;
                 }
-                items.push(obj.clone());
+                last = Some((ons.clone(), oname.clone()));
+                items.push(obj.json.clone());
             }
         }
         (items, st.rv, next)
@@ -358,15 +457,17 @@ impl Store {
             // missed.
             (backlog, self.channel(&key, st.rv).subscribe())
         };
-        // The current objects are serialized outside the lock.
+        // The current objects are read outside the lock.
         let backlog = backlog.unwrap_or_else(|objects| {
             objects
                 .iter()
                 .map(|o| {
-                    let rv = meta(o, "resourceVersion")
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
-                    WatchEvent::of(rv, EventType::Added, o)
+                    WatchEvent::of(
+                        o.resource_version(),
+                        EventType::Added,
+                        &o.value(),
+                        o.json.clone(),
+                    )
                 })
                 .collect()
         });
@@ -412,17 +513,19 @@ impl Store {
         if kind != EventType::Deleted {
             metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
         }
-        let obj = Arc::new(obj);
+        // Serialized once: the store and every watcher share these bytes.
+        let json = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
         let key = rt.key();
         let objects = st.objects.entry(key.clone()).or_default();
         let id = (ns.to_string(), name.to_string());
         if kind == EventType::Deleted {
             objects.remove(&id);
         } else {
-            objects.insert(id, obj.clone());
+            objects.insert(id, Stored::of(&obj, json.clone()));
         }
+        let obj = Arc::new(obj);
         let log = st.logs.entry(key.clone()).or_default();
-        log.events.push_back(WatchEvent::of(rv, kind, &obj));
+        log.events.push_back(WatchEvent::of(rv, kind, &obj, json));
         while log.events.len() > LOG_CAPACITY {
             if let Some(old) = log.events.pop_front() {
                 log.compacted = old.rv;
@@ -478,7 +581,7 @@ impl Store {
         st.objects
             .get(&rt.key())
             .and_then(|m| m.get(&(ns_key.to_string(), name.to_string())))
-            .cloned()
+            .map(|o| Arc::new(o.value()))
             .ok_or_else(|| ApiError::not_found(rt, name))
     }
 
@@ -546,7 +649,7 @@ impl Store {
                         format!("namespaces \"{ns}\" not found"),
                     ));
                 }
-                Some(n) if is_deleting(&n) => {
+                Some(n) if n.deleting => {
                     return Err(ApiError::new(
                         403,
                         "Forbidden",

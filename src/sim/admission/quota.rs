@@ -31,9 +31,7 @@ pub fn service_account(st: &State, ns: &str, pod: &mut Value) -> Result<(), ApiE
         .to_string();
     spec["serviceAccountName"] = json!(sa);
     spec["serviceAccount"] = json!(sa);
-    let exists = st
-        .objects_of("", "serviceaccounts", Some(ns))
-        .any(|a| meta(a, "name").as_deref() == Some(sa.as_str()));
+    let exists = st.contains("", "serviceaccounts", ns, &sa);
     if !exists {
         return Err(forbidden(
             pod,
@@ -150,9 +148,9 @@ pub fn usage(st: &State, ns: &str, keys: &[String]) -> BTreeMap<String, Quantity
         .iter()
         .map(|k| (k.clone(), Quantity::default()))
         .collect();
-    for pod in st.objects_of("", "pods", Some(ns)).filter(|p| counts(p)) {
+    for pod in st.objects_of("", "pods", Some(ns)).filter(counts) {
         for k in keys {
-            if let Some(Some(q)) = pod_usage(pod, k) {
+            if let Some(Some(q)) = pod_usage(&pod, k) {
                 let e = used.entry(k.clone()).or_default();
                 *e = *e + q;
             }
@@ -176,8 +174,8 @@ fn hard_of(quota: &Value) -> BTreeMap<String, Quantity> {
 /// The ResourceQuota plugin for a new pod.
 pub fn admit_pod(st: &State, ns: &str, pod: &Value) -> Result<(), ApiError> {
     for quota in st.objects_of("", "resourcequotas", Some(ns)) {
-        let qname = meta(quota, "name").unwrap_or_default();
-        let hard = hard_of(quota);
+        let qname = meta(&quota, "name").unwrap_or_default();
+        let hard = hard_of(&quota);
         let keys: Vec<String> = hard.keys().cloned().collect();
         // Resources the quota limits that the pod names no value for.
         let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();

@@ -438,6 +438,7 @@ fn list_inner(
     let ns = (!t.ns.is_empty()).then_some(t.ns.as_str());
     let (items, rv, next) = store.list(&t.rt, ns, &labels, &fields, limit, after);
     if table {
+        let items: Vec<_> = items.iter().map(|j| crate::sim::store::parse(j)).collect();
         return Ok(table::to_table(&t.rt, &items, rv).to_string().into_bytes());
     }
     let mut metadata = json!({"resourceVersion": rv.to_string()});
@@ -452,7 +453,7 @@ fn list_inner(
     } else {
         (format!("{}List", t.rt.kind), t.rt.api_version())
     };
-    let mut out = Vec::with_capacity(256 + items.len() * 512);
+    let mut out = Vec::with_capacity(256 + items.iter().map(|j| j.len() + 1).sum::<usize>());
     let head = json!({"kind": kind, "apiVersion": api_version, "metadata": metadata});
     let head = head.to_string();
     // `{...head fields...,"items":[` then each item, then `]}`.
@@ -462,12 +463,13 @@ fn list_inner(
         if i > 0 {
             out.push(b',');
         }
-        let written = if meta_only {
-            serde_json::to_writer(&mut out, &partial(o))
+        // Stored as JSON: written as it is, unless only the metadata is asked for.
+        if meta_only {
+            serde_json::to_writer(&mut out, &partial(&crate::sim::store::parse(o)))
+                .map_err(|e| ApiError::new(500, "InternalError", e.to_string()))?;
         } else {
-            serde_json::to_writer(&mut out, &**o)
-        };
-        written.map_err(|e| ApiError::new(500, "InternalError", e.to_string()))?;
+            out.extend_from_slice(o);
+        }
     }
     out.extend_from_slice(b"]}");
     Ok(out)

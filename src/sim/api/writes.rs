@@ -271,7 +271,7 @@ pub(super) fn delete_collection(
     let ns = (!t.ns.is_empty()).then_some(t.ns.as_str());
     let (items, rv, _) = store.list(&t.rt, ns, &labels, &fields, None, None);
     let mut deleted = Vec::new();
-    for o in items {
+    for o in items.iter().map(|j| crate::sim::store::parse(j)) {
         let name = o
             .pointer("/metadata/name")
             .and_then(Value::as_str)

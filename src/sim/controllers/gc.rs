@@ -8,6 +8,7 @@ use crate::sim::resources::TypeKey;
 use crate::sim::store::{DeleteOptions, EventType, FOREGROUND, Part, Store};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 impl Store {
     /// One pass of the namespace controller and the garbage collector. Returns whether
@@ -15,9 +16,11 @@ impl Store {
     pub fn collect_once(&self) -> bool {
         let mut st = self.lock();
         let mut live_uids = HashSet::new();
+        // The whole store is scanned on each pass: only the facts kept beside each
+        // object's JSON are read, nothing is parsed.
         for o in st.objects.values().flat_map(BTreeMap::values) {
-            if let Some(u) = meta(o, "uid") {
-                live_uids.insert(u);
+            if !o.uid.is_empty() {
+                live_uids.insert(o.uid.clone());
             }
         }
         // (type, ns, name, what to do)
@@ -33,46 +36,43 @@ impl Store {
             .objects
             .get(&ns_key)
             .map(|m| {
-                m.values()
-                    .filter(|n| is_deleting(n))
-                    .filter_map(|n| meta(n, "name"))
+                m.iter()
+                    .filter(|(_, n)| n.deleting)
+                    .map(|((_, name), _)| name.clone())
                     .collect()
             })
             .unwrap_or_default();
         let mut nonempty = HashSet::new();
-        let foreground_owners: HashSet<String> = st
+        let foreground_owners: HashSet<Box<str>> = st
             .objects
             .values()
             .flat_map(BTreeMap::values)
-            .filter(|o| is_deleting(o) && finalizers(o).iter().any(|f| f == FOREGROUND))
-            .filter_map(|o| meta(o, "uid"))
+            .filter(|o| o.foreground)
+            .map(|o| o.uid.clone())
             .collect();
         let mut owners_with_dependents = HashSet::new();
         let pods_key: TypeKey = (String::new(), "v1".into(), "pods".into());
         let nodes: HashSet<String> = st
-            .objects_of("", "nodes", None)
-            .filter_map(|n| meta(n, "name"))
-            .collect();
+            .objects
+            .get(&(String::new(), "v1".into(), "nodes".into()))
+            .map(|m| m.keys().map(|(_, name)| name.clone()).collect())
+            .unwrap_or_default();
         for (key, objs) in &st.objects {
             for ((ons, oname), o) in objs {
                 // The pod garbage collector: a pod bound to a node that does not exist
                 // will never be confirmed gone by a kubelet.
-                if *key == pods_key
-                    && let Some(node) = o.pointer("/spec/nodeName").and_then(Value::as_str)
-                    && !node.is_empty()
-                    && !nodes.contains(node)
-                {
+                if *key == pods_key && !o.node.is_empty() && !nodes.contains(&*o.node) {
                     todo.push((key.clone(), ons.clone(), oname.clone(), Todo::ForceDelete));
                     continue;
                 }
                 if !ons.is_empty() {
                     nonempty.insert(ons.clone());
                 }
-                let owners = owner_uids(o);
-                for u in &owners {
+                let owners = &o.owners;
+                for u in owners {
                     owners_with_dependents.insert(u.clone());
                 }
-                if is_deleting(o) {
+                if o.deleting {
                     continue;
                 }
                 let in_terminating = !ons.is_empty() && terminating.contains(ons);
@@ -86,10 +86,7 @@ impl Store {
         }
         for (key, objs) in &st.objects {
             for ((ons, oname), o) in objs {
-                if let Some(u) = meta(o, "uid")
-                    && foreground_owners.contains(&u)
-                    && !owners_with_dependents.contains(&u)
-                {
+                if foreground_owners.contains(&o.uid) && !owners_with_dependents.contains(&o.uid) {
                     todo.push((
                         key.clone(),
                         ons.clone(),
@@ -118,7 +115,7 @@ impl Store {
                 .objects
                 .get(&key)
                 .and_then(|m| m.get(&(ons.clone(), oname.clone())))
-                .cloned()
+                .map(|o| Arc::new(o.value()))
             else {
                 continue;
             };

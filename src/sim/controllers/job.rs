@@ -50,12 +50,7 @@ pub fn sync(store: &Store, ns: &str, name: &str) -> Option<Duration> {
         return None;
     }
     let uid = meta(&job, "uid")?;
-    let pods: Vec<_> = store
-        .lock()
-        .objects_of("", "pods", Some(ns))
-        .filter(|p| owner_uids(p).contains(&uid))
-        .cloned()
-        .collect();
+    let pods = store.lock().pods_owned_by(ns, &uid);
     let spec = &job["spec"];
     let status = job.get("status").cloned().unwrap_or(json!({}));
     let finished = status["conditions"]
@@ -123,7 +118,7 @@ pub fn sync(store: &Store, ns: &str, name: &str) -> Option<Duration> {
             let last_failure = pods
                 .iter()
                 .filter(|p| phase(p) == "Failed")
-                .filter_map(|p| finished_at(p))
+                .filter_map(finished_at)
                 .max();
             let wait = chrono::Duration::seconds((1i64 << failed.saturating_sub(1).min(4)).min(10));
             match last_failure.map(|t| t + wait) {

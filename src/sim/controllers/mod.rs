@@ -12,7 +12,6 @@ mod quota;
 mod statefulset;
 
 use super::store::{Change, EventType, Store};
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,23 +93,17 @@ fn route(ev: &Change, queue: &mut BTreeSet<Work>) {
 /// Everything, as after a start or a missed event.
 fn resync(store: &Store, queue: &mut BTreeSet<Work>) {
     let st = store.lock();
-    let key = |o: &Value, f: &str| {
-        o.pointer(&format!("/metadata/{f}"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    for j in st.objects_of("batch", "jobs", None) {
-        queue.insert(Work::Job(key(j, "namespace"), key(j, "name")));
+    for ((ns, name), _) in st.stored_of("batch", "jobs") {
+        queue.insert(Work::Job(ns.clone(), name.clone()));
     }
-    for s in st.objects_of("apps", "statefulsets", None) {
-        queue.insert(Work::StatefulSet(key(s, "namespace"), key(s, "name")));
+    for ((ns, name), _) in st.stored_of("apps", "statefulsets") {
+        queue.insert(Work::StatefulSet(ns.clone(), name.clone()));
     }
-    for n in st.objects_of("", "namespaces", None) {
-        queue.insert(Work::Namespace(key(n, "name")));
+    for ((_, name), _) in st.stored_of("", "namespaces") {
+        queue.insert(Work::Namespace(name.clone()));
     }
-    for q in st.objects_of("", "resourcequotas", None) {
-        queue.insert(Work::Quota(key(q, "namespace")));
+    for ((ns, _), _) in st.stored_of("", "resourcequotas") {
+        queue.insert(Work::Quota(ns.clone()));
     }
 }
 

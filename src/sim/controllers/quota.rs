@@ -23,7 +23,7 @@ pub fn sync(store: &Store, ns: &str) -> Option<Duration> {
                     .map(|(k, q)| (k, json!(format_quantity(q))))
                     .collect();
                 (
-                    meta(q, "name").unwrap_or_default(),
+                    meta(&q, "name").unwrap_or_default(),
                     json!({"hard": hard, "used": used}),
                 )
             })

@@ -49,11 +49,11 @@ pub fn sync(store: &Store, ns: &str, name: &str) -> Option<Duration> {
     let spec = &sts["spec"];
     let want = spec["replicas"].as_u64().unwrap_or(1) as usize;
     let parallel = spec["podManagementPolicy"] == "Parallel";
-    let pods: HashMap<String, std::sync::Arc<Value>> = store
+    let pods: HashMap<String, Value> = store
         .lock()
-        .objects_of("", "pods", Some(ns))
-        .filter(|p| owner_uids(p).contains(&uid))
-        .map(|p| (meta(p, "name").unwrap_or_default(), p.clone()))
+        .pods_owned_by(ns, &uid)
+        .into_iter()
+        .map(|p| (meta(&p, "name").unwrap_or_default(), p))
         .collect();
     let mut again = None;
     for i in 0..want {
