@@ -41,7 +41,11 @@ pub fn start(store: Arc<Store>) -> Vec<JoinHandle<()>> {
                     }
                 }
                 tokio::select! {
-                    _ = collector.collect.notified() => {}
+                    _ = collector.collect.notified() => {
+                        // A pass scans the whole store under its lock: a burst of
+                        // deletions (a namespace's contents) is collected in one.
+                        tokio::time::sleep(Duration::from_millis(25)).await;
+                    }
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
             }
