@@ -168,6 +168,7 @@ pub async fn start(
         client: client.clone(),
         namespace: cfg.namespace.clone(),
         instance: cfg.instance.clone(),
+        cache: Some(caches.slots.clone()),
     };
     let activity = ActivityTracker::new(
         client.clone(),

@@ -59,6 +59,9 @@ pub struct Slots {
     /// showroom's own namespace, where the slot Leases live.
     pub namespace: String,
     pub instance: Instance,
+    /// This replica's watch of the slot Leases: freeing a demo's slots looks there
+    /// instead of listing (None: list).
+    pub cache: Option<super::cache::MetaCache<Lease>>,
 }
 
 fn now_micro() -> String {
@@ -200,6 +203,39 @@ impl Slots {
 
     /// Frees what a demo holds: its run slot, or (`kind` None) every slot.
     pub async fn free_for(&self, demo: &str, kind: Option<Kind>) -> Result<(), kube::Error> {
+        let Some(cache) = &self.cache else {
+            return self.free_listed(demo, kind).await;
+        };
+        let mine = |m: &ObjectMeta| {
+            let label = |k: &str| m.labels.as_ref().and_then(|l| l.get(k)).map(String::as_str);
+            label(INSTANCE_LABEL) == Some(self.instance.name())
+                && label(DEMO_LABEL) == Some(demo)
+                && kind.is_none_or(|k| label(SLOT_LABEL) == Some(k.as_str()))
+        };
+        for l in cache.state() {
+            if !mine(&l.metadata) {
+                continue;
+            }
+            // The cache may be behind: a slot freed and taken again since then has a
+            // new uid, and is someone else's now. The precondition leaves it alone.
+            let dp = DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: l.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match self.api().delete(&l.name_any(), &dp).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) || crate::k8s::is_conflict(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// `free_for` without a cache: lists the demo's slots.
+    async fn free_listed(&self, demo: &str, kind: Option<Kind>) -> Result<(), kube::Error> {
         let mut sel = format!("{},{DEMO_LABEL}={demo}", self.instance.selector());
         if let Some(k) = kind {
             sel.push_str(&format!(",{SLOT_LABEL}={}", k.as_str()));

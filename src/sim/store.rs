@@ -130,6 +130,8 @@ pub struct Stored {
     pub foreground: bool,
     /// A pod's `spec.nodeName` (empty: not bound).
     pub node: Box<str>,
+    /// Its labels, sorted by key: a LIST by label selector reads these, not the JSON.
+    pub labels: Box<[(Box<str>, Box<str>)]>,
 }
 
 impl Stored {
@@ -146,7 +148,18 @@ impl Stored {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .into(),
+            labels: labels_of(obj)
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
         }
+    }
+
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.labels[i].1)
     }
 
     /// The object, parsed (a copy: changing it changes nothing stored).
@@ -398,7 +411,6 @@ impl Store {
         let st = self.lock();
         let mut items: Vec<Bytes> = Vec::new();
         let mut next = None;
-        let filtered = !labels.is_empty() || !fields.is_empty();
         let mut last = None;
         if let Some(m) = st.objects.get(&rt.key()) {
             let start = match (&after, ns) {
@@ -416,12 +428,12 @@ impl Store {
                     // Keys are ordered by namespace: nothing further matches.
                     break;
                 }
-                // Parsed only to be filtered.
-                if filtered {
-                    let v = obj.value();
-                    if !labels.matches(&labels_of(&v)) || !fields.matches(&fields_of(&v)) {
-                        continue;
-                    }
+                if !labels.matches_with(|k| obj.label(k)) {
+                    continue;
+                }
+                // Parsed only when a field selector needs it.
+                if !fields.is_empty() && !fields.matches(&fields_of(&obj.value())) {
+                    continue;
                 }
                 if limit.is_some_and(|l| items.len() >= l) {
                     next = last;

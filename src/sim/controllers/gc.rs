@@ -67,8 +67,8 @@ fn plan(st: &State) -> Vec<(TypeKey, String, String, Todo)> {
                 continue;
             }
             let in_terminating = !ons.is_empty() && terminating.contains(ons.as_str());
-            let owners_gone = !o.owners.is_empty()
-                && o.owners.iter().all(|u| !live_uids.contains(&**u));
+            let owners_gone =
+                !o.owners.is_empty() && o.owners.iter().all(|u| !live_uids.contains(&**u));
             let owner_foreground = o.owners.iter().any(|u| foreground_owners.contains(&**u));
             if in_terminating || owners_gone || owner_foreground {
                 todo.push((key.clone(), ons.clone(), oname.clone(), Todo::Delete));
@@ -78,15 +78,26 @@ fn plan(st: &State) -> Vec<(TypeKey, String, String, Todo)> {
     if !foreground_owners.is_empty() {
         for (key, objs) in &st.objects {
             for ((ons, oname), o) in objs {
-                if foreground_owners.contains(&*o.uid) && !owners_with_dependents.contains(&*o.uid) {
-                    todo.push((key.clone(), ons.clone(), oname.clone(), Todo::DropForeground));
+                if foreground_owners.contains(&*o.uid) && !owners_with_dependents.contains(&*o.uid)
+                {
+                    todo.push((
+                        key.clone(),
+                        ons.clone(),
+                        oname.clone(),
+                        Todo::DropForeground,
+                    ));
                 }
             }
         }
     }
     for ns in terminating {
         if !nonempty.contains(ns) {
-            todo.push((ns_key.clone(), String::new(), ns.to_string(), Todo::RemoveNamespace));
+            todo.push((
+                ns_key.clone(),
+                String::new(),
+                ns.to_string(),
+                Todo::RemoveNamespace,
+            ));
         }
     }
     todo
