@@ -182,7 +182,19 @@ impl World {
         .unwrap();
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("showroom.log")).unwrap();
-        let showroom = std::process::Command::new(env!("CARGO_BIN_EXE_showroom"))
+        // SHOWROOM_BENCH_WRAP="heaptrack -o /tmp/serve" runs `showroom serve` under a
+        // profiler (RSS then counts the profiler too).
+        let wrap = std::env::var("SHOWROOM_BENCH_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(tool) => {
+                let mut c = std::process::Command::new(tool);
+                c.args(words).arg(env!("CARGO_BIN_EXE_showroom"));
+                c
+            }
+            None => std::process::Command::new(env!("CARGO_BIN_EXE_showroom")),
+        };
+        let showroom = cmd
             .env("KUBECONFIG", &tc.kubeconfig)
             .arg("serve")
             .args(["--instance", tc.instance.name()])
