@@ -329,7 +329,7 @@ impl World {
         }
         self.until(
             &format!("{to} demos Ready"),
-            Duration::from_secs(600),
+            Duration::from_secs(1800),
             |w| w.count("Ready") >= to,
         )
         .await;
