@@ -145,28 +145,16 @@ const EVENTS_WAITING: usize = 512;
 /// Starts the task that publishes Events, a few at a time, in the order they came.
 fn publish_events(recorder: Recorder) -> tokio::sync::mpsc::Sender<(Event, ObjectReference)> {
     let (tx, rx) = tokio::sync::mpsc::channel::<(Event, ObjectReference)>(EVENTS_WAITING);
-    tokio::spawn(
-        tokio_stream_from(rx).for_each_concurrent(4, move |(ev, reference)| {
-            let recorder = recorder.clone();
-            async move {
-                if let Err(e) = recorder.publish(&ev, &reference).await {
-                    tracing::debug!(error = %e, "could not record an event");
-                }
+    let queued = futures::stream::unfold(rx, |mut rx| async move { Some((rx.recv().await?, rx)) });
+    tokio::spawn(queued.for_each_concurrent(4, move |(ev, reference)| {
+        let recorder = recorder.clone();
+        async move {
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                tracing::debug!(error = %e, "could not record an event");
             }
-        }),
-    );
-    tx
-}
-
-/// A receiver as a stream.
-fn tokio_stream_from<T: Send + 'static>(
-    mut rx: tokio::sync::mpsc::Receiver<T>,
-) -> impl futures::Stream<Item = T> {
-    async_stream::stream! {
-        while let Some(item) = rx.recv().await {
-            yield item;
         }
-    }
+    }));
+    tx
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -261,13 +261,8 @@ pub async fn step(
             json!({"metadata": {"name": VALUES_CONFIGMAP}, "data": {"vcluster.yaml": values_yaml}}),
         )?;
         let job = job_object(demo, t, JOB_NAME, create_args(t, vcluster, ns))?;
-        match run_job(client, ns, &job, Some(&cm)).await? {
-            Outcome::Failed(msg) => {
-                p.failed("restore", &msg);
-                return Ok(Outcome::Failed(msg));
-            }
-            Outcome::InProgress => return Ok(Outcome::InProgress),
-            Outcome::Ready => p.done("restore"),
+        if let Some(waiting) = restore_step(client, ns, &job, Some(&cm), p).await? {
+            return Ok(waiting);
         }
     }
     up_and_published(client, ns, vcluster, p).await
@@ -407,15 +402,32 @@ pub async fn reset_step(
         &restore_job_name(generation),
         restore_args(t, vcluster, ns),
     )?;
-    match run_job(client, ns, &job, None).await? {
-        Outcome::Failed(msg) => {
-            p.failed("restore", &msg);
-            return Ok(Outcome::Failed(msg));
-        }
-        Outcome::InProgress => return Ok(Outcome::InProgress),
-        Outcome::Ready => p.done("restore"),
+    if let Some(waiting) = restore_step(client, ns, &job, None, p).await? {
+        return Ok(waiting);
     }
     up_and_published(client, ns, vcluster, p).await
+}
+
+/// Runs a restoring Job (`vcluster create --restore` or `vcluster restore`) as the
+/// step "restore": None once it succeeded, else what the demo waits on (or failed of).
+async fn restore_step(
+    client: &Client,
+    ns: &str,
+    job: &Job,
+    input: Option<&ConfigMap>,
+    p: &mut Progress,
+) -> Result<Option<Outcome>, kube::Error> {
+    match run_job(client, ns, job, input).await? {
+        Outcome::Failed(msg) => {
+            p.failed("restore", &msg);
+            Ok(Some(Outcome::Failed(msg)))
+        }
+        Outcome::InProgress => Ok(Some(Outcome::InProgress)),
+        Outcome::Ready => {
+            p.done("restore");
+            Ok(None)
+        }
+    }
 }
 
 /// Steps boot and kubeconfig: the vcluster's control plane is up and its syncer

@@ -168,33 +168,39 @@ pub async fn list_all(
     client: &Client,
     instance: &Instance,
 ) -> Result<(Vec<Arc<Demo>>, Vec<Arc<PartialObjectMeta<Namespace>>>), kube::Error> {
-    const PAGE: u32 = 500;
     let demos_api = Api::<Demo>::all(client.clone());
-    let mut demos = Vec::new();
-    let mut lp = ListParams::default()
-        .labels(&instance.selector())
-        .limit(PAGE);
-    loop {
-        let page = demos_api.list(&lp).await?;
-        demos.extend(page.items.into_iter().map(Arc::new));
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(c) => lp = lp.continue_token(&c),
-            None => break,
-        }
-    }
+    let demos = paged(ListParams::default().labels(&instance.selector()), |lp| {
+        let api = demos_api.clone();
+        async move { api.list(&lp).await }
+    })
+    .await?;
     // Every namespace, not only labelled ones: a lookalike is reported, never deleted.
     let ns_api = Api::<Namespace>::all(client.clone());
-    let mut namespaces = Vec::new();
-    let mut lp = ListParams::default().limit(PAGE);
+    let namespaces = paged(ListParams::default(), |lp| {
+        let api = ns_api.clone();
+        async move { api.list_metadata(&lp).await }
+    })
+    .await?;
+    Ok((demos, namespaces))
+}
+
+/// Every item of a list, read in pages of 500 (`list` reads one page).
+async fn paged<T, F, Fut>(lp: ListParams, list: F) -> Result<Vec<Arc<T>>, kube::Error>
+where
+    T: Clone + serde::de::DeserializeOwned,
+    F: Fn(ListParams) -> Fut,
+    Fut: std::future::Future<Output = Result<kube::core::ObjectList<T>, kube::Error>>,
+{
+    let mut lp = lp.limit(500);
+    let mut all = Vec::new();
     loop {
-        let page = ns_api.list_metadata(&lp).await?;
-        namespaces.extend(page.items.into_iter().map(Arc::new));
+        let page = list(lp.clone()).await?;
+        all.extend(page.items.into_iter().map(Arc::new));
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(c) => lp = lp.continue_token(&c),
-            None => break,
+            None => return Ok(all),
         }
     }
-    Ok((demos, namespaces))
 }
 
 /// Plans a sweep of this instance's Demos and every candidate namespace, from what the

@@ -166,23 +166,6 @@ impl Stored {
     pub fn value(&self) -> Value {
         serde_json::from_slice(&self.json).unwrap_or(Value::Null)
     }
-
-    /// The object's resourceVersion, read without parsing it all.
-    fn resource_version(&self) -> u64 {
-        #[derive(serde::Deserialize)]
-        struct M {
-            #[serde(rename = "resourceVersion", default)]
-            rv: String,
-        }
-        #[derive(serde::Deserialize)]
-        struct O {
-            metadata: M,
-        }
-        serde_json::from_slice::<O>(&self.json)
-            .ok()
-            .and_then(|o| o.metadata.rv.parse().ok())
-            .unwrap_or(0)
-    }
 }
 
 pub type Objects = BTreeMap<(String, String), Stored>;
@@ -474,12 +457,11 @@ impl Store {
             objects
                 .iter()
                 .map(|o| {
-                    WatchEvent::of(
-                        o.resource_version(),
-                        EventType::Added,
-                        &o.value(),
-                        o.json.clone(),
-                    )
+                    let v = o.value();
+                    let rv = meta(&v, "resourceVersion")
+                        .and_then(|r| r.parse().ok())
+                        .unwrap_or(0);
+                    WatchEvent::of(rv, EventType::Added, &v, o.json.clone())
                 })
                 .collect()
         });
