@@ -156,7 +156,7 @@ pub async fn start(
     let mut background = Vec::new();
 
     // The caches every read is served from, and the controller and the sweep work from.
-    let (caches, tasks) = Caches::start(&client, &cfg.namespace, &cfg.instance);
+    let (caches, tasks) = Caches::start(&client, &cfg.namespace, &cfg.instance, catalogue.clone());
     background.extend(tasks);
     let ready = Arc::new(web::health::Readiness::default());
     background.push(tokio::spawn(watch_readiness(
@@ -344,6 +344,13 @@ async fn supervise(
             metrics: work.ctx.metrics.clone(),
             fresh: Default::default(),
         }));
+        let saves = tokio::spawn(crate::cluster::saving::run(Arc::new(
+            crate::cluster::saving::Saver {
+                ctx: work.ctx.clone(),
+                demos: work.caches.demos.clone(),
+                namespace: work.ctx.slots.namespace.clone(),
+            },
+        )));
         tokio::select! {
             _ = is_leader.wait_for(|l| !*l) => tracing::warn!("lost the leader lease: stopping the controller and the sweeps"),
             _ = shutdown.wait_for(|s| *s) => {}
@@ -355,6 +362,7 @@ async fn supervise(
             t.abort();
         }
         pools.abort();
+        saves.abort();
         metrics.leader.set(0);
         if *shutdown.borrow() {
             return;
@@ -426,25 +434,28 @@ async fn watch_readiness(client: Client, caches: Caches, ready: Arc<web::health:
     }
 }
 
-/// Installs (or updates) the Demo CRD and waits until it is established.
+/// Installs (or updates) the CRDs (Demo, DemoTemplate) and waits until they are
+/// established.
 pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
+    use crate::cluster::crd::DemoTemplate;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = Demo::crd();
-    let name = "demos.showroom.dev";
-    crds.patch(
-        name,
-        &PatchParams::apply("showroom").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .context("installing the Demo CRD")?;
-    let established = kube::runtime::wait::await_condition(
-        crds,
-        name,
-        kube::runtime::conditions::is_crd_established(),
-    );
-    tokio::time::timeout(Duration::from_secs(30), established)
+    for crd in [Demo::crd(), DemoTemplate::crd()] {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.patch(
+            &name,
+            &PatchParams::apply("showroom").force(),
+            &Patch::Apply(&crd),
+        )
         .await
-        .context("waiting for the Demo CRD")??;
+        .with_context(|| format!("installing the CRD {name}"))?;
+        let established = kube::runtime::wait::await_condition(
+            crds.clone(),
+            &name,
+            kube::runtime::conditions::is_crd_established(),
+        );
+        tokio::time::timeout(Duration::from_secs(30), established)
+            .await
+            .with_context(|| format!("waiting for the CRD {name}"))??;
+    }
     Ok(())
 }

@@ -186,10 +186,10 @@ pub struct DemoCache {
 pub struct Ready(Arc<tokio::sync::watch::Sender<bool>>);
 
 impl Ready {
-    fn new() -> Ready {
+    pub(super) fn new() -> Ready {
         Ready(Arc::new(tokio::sync::watch::channel(false).0))
     }
-    fn set(&self) {
+    pub(super) fn set(&self) {
         self.0.send_replace(true);
     }
     pub fn is_ready(&self) -> bool {
@@ -363,6 +363,8 @@ pub struct Caches {
     pub demos: DemoCache,
     pub namespaces: MetaCache<Namespace>,
     pub slots: MetaCache<Lease>,
+    /// The saved templates; it keeps the catalogue's saved part current.
+    pub saved: super::saving::SavedCache,
 }
 
 impl Caches {
@@ -371,17 +373,20 @@ impl Caches {
         client: &Client,
         namespace: &str,
         instance: &Instance,
+        catalogue: Arc<crate::domain::template::Catalogue>,
     ) -> (Caches, Vec<JoinHandle<()>>) {
         let (demos, a) = demos(client, instance);
         let (namespaces, b) = namespaces(client);
         let (slots, c) = slots(client, namespace, instance);
+        let (saved, d) = super::saving::watch(client, namespace, instance, catalogue);
         (
             Caches {
                 demos,
                 namespaces,
                 slots,
+                saved,
             },
-            vec![a, b, c],
+            vec![a, b, c, d],
         )
     }
 
@@ -390,6 +395,8 @@ impl Caches {
         self.demos.wait_until_ready().await;
         self.namespaces.wait_until_ready().await;
         self.slots.wait_until_ready().await;
+        // Before this, a saved template's demos would look orphaned of their template.
+        self.saved.wait_until_ready().await;
     }
 }
 

@@ -118,7 +118,7 @@ impl Context {
 
     /// A Kubernetes Event on the Demo (`kubectl describe demo`). Best effort: an Event
     /// that cannot be written never holds up the lifecycle.
-    fn event(&self, demo: &Demo, warning: bool, reason: &str, note: String) {
+    pub(super) fn event(&self, demo: &Demo, warning: bool, reason: &str, note: String) {
         let reference = demo.object_ref(&());
         let ev = Event {
             type_: if warning {
@@ -263,6 +263,7 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
         return Ok(Action::requeue(Duration::ZERO));
     }
     let template = ctx.catalogue.get(&demo.spec.template);
+    let template = template.as_deref();
     let status = demo.status.clone().unwrap_or_default();
     if status.phase.is_none() {
         // First sight: start the lease.

@@ -221,6 +221,83 @@ pub struct DemoStatus {
     #[serde(default)]
     #[schemars(with = "i64")]
     pub reset_generation: u32,
+    /// The latest "save as template" of this demo: in progress, done or failed (why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save: Option<SaveStatus>,
+}
+
+/// A save of a demo as a new template, as the demo's status shows it.
+#[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SaveStatus {
+    /// The new template's name.
+    pub template: String,
+    pub phase: SavePhase,
+    /// Where the snapshot is written.
+    pub snapshot: String,
+    pub started_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, JsonSchema, PartialEq, Eq)]
+pub enum SavePhase {
+    /// The snapshot is being written; the template is not in the catalogue yet.
+    Saving,
+    /// The template is in the catalogue.
+    Saved,
+    /// Nothing was added to the catalogue; `message` says why.
+    Failed,
+}
+
+/// A template saved from a live demo. Shipped templates are files (`snapshots/`, the
+/// ConfigMap); these live in showroom's namespace, so that every replica sees the same
+/// catalogue and a restart loses nothing. While `status.phase` is not `Ready` the
+/// snapshot is still being written and the template is not offered.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
+#[kube(
+    group = "showroom.dev",
+    version = "v1alpha1",
+    kind = "DemoTemplate",
+    plural = "demotemplates",
+    singular = "demotemplate",
+    shortname = "dtpl",
+    namespaced,
+    status = "DemoTemplateStatus",
+    doc = "A demo template saved from a live demo: the origin's settings with a new snapshot.",
+    printcolumn = r#"{"name":"Display name","type":"string","jsonPath":".spec.template.displayName"}"#,
+    printcolumn = r#"{"name":"From","type":"string","jsonPath":".spec.provenance.fromTemplate","description":"the template of the demo it was saved from"}"#,
+    printcolumn = r#"{"name":"Saved by","type":"string","jsonPath":".spec.provenance.savedBy"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Snapshot","type":"string","jsonPath":".spec.template.snapshot","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoTemplateSpec {
+    /// The template, in the same form as a file in `snapshots/` (checked as strictly
+    /// when read: one that fails is left out of the catalogue, with a log line).
+    #[schemars(schema_with = "any_object")]
+    pub template: serde_json::Value,
+    pub provenance: crate::domain::saved::Provenance,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoTemplateStatus {
+    /// `Ready` once the snapshot is written; absent while it is being written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_at: Option<DateTime<Utc>>,
+}
+
+/// On a DemoTemplate: kept until no demo uses the template any more.
+pub const TEMPLATE_IN_USE_FINALIZER: &str = "showroom.dev/in-use";
+
+fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
@@ -271,10 +348,15 @@ impl Demo {
     }
 }
 
-/// The CRD as YAML, as `showroom crd` prints it and deploy/ holds it.
+/// The CRDs as YAML documents, as `showroom crd` prints them and deploy/ holds them.
 pub fn crd_yaml() -> String {
     use kube::CustomResourceExt;
-    let crd = Demo::crd();
-    let value = serde_json::to_value(&crd).expect("CRD serializes");
-    serde_saphyr::to_string(&value).expect("CRD renders as YAML")
+    [Demo::crd(), DemoTemplate::crd()]
+        .iter()
+        .map(|crd| {
+            let value = serde_json::to_value(crd).expect("CRD serializes");
+            serde_saphyr::to_string(&value).expect("CRD renders as YAML")
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
 }

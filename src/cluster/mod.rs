@@ -11,6 +11,7 @@ pub mod lease;
 pub mod notifier;
 pub mod pool;
 pub mod provisioner;
+pub mod saving;
 pub mod sleeper;
 pub mod slots;
 pub mod start;

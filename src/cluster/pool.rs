@@ -158,7 +158,8 @@ impl Pools {
     /// Brings each pool one step towards its plan.
     pub async fn reconcile(&self) -> Result<(), kube::Error> {
         let now = chrono::Utc::now();
-        for t in self.catalogue.templates.values() {
+        for listed in self.catalogue.listed() {
+            let t = &*listed.template;
             let Some(pool) = &t.warm_pool else { continue };
             let mine = members(&self.cache, &t.name);
             let mut list: Vec<Member> = mine

@@ -163,7 +163,7 @@ pub fn restore_job_name(generation: u32) -> String {
 
 /// A Job running the template's pinned vcluster CLI with `args`, as the namespace's
 /// provisioner (admin of this namespace only).
-fn job_object(
+pub(super) fn job_object(
     demo: &Demo,
     t: &Template,
     name: &str,
@@ -337,11 +337,12 @@ async fn prepare_namespace(
 
 /// Runs a CLI Job to its end: Ready when it completed, Failed with the CLI's words.
 /// The Job (and `input`, the ConfigMap it reads) is created when it does not exist.
-async fn run_job(
+pub(super) async fn run_job(
     client: &Client,
     ns: &str,
     job: &Job,
     input: Option<&ConfigMap>,
+    what: &str,
 ) -> Result<Outcome, kube::Error> {
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     let Some(job) = jobs.get_opt(&job.name_any()).await? else {
@@ -368,8 +369,8 @@ async fn run_job(
             .unwrap_or_else(|| "no reason given".into());
         let name = job.as_ref().map(|j| j.name_any()).unwrap_or_default();
         let msg = match cli_error(client, ns, &name).await {
-            Some(cli) => format!("the vcluster restore failed: {cli} ({job_says})"),
-            None => format!("the vcluster restore job failed: {job_says}"),
+            Some(cli) => format!("the vcluster {what} failed: {cli} ({job_says})"),
+            None => format!("the vcluster {what} job failed: {job_says}"),
         };
         return Ok(Outcome::Failed(msg));
     }
@@ -417,7 +418,7 @@ async fn restore_step(
     input: Option<&ConfigMap>,
     p: &mut Progress,
 ) -> Result<Option<Outcome>, kube::Error> {
-    match run_job(client, ns, job, input).await? {
+    match run_job(client, ns, job, input, "restore").await? {
         Outcome::Failed(msg) => {
             p.failed("restore", &msg);
             Ok(Some(Outcome::Failed(msg)))

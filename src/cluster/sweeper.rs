@@ -234,7 +234,7 @@ pub fn plan(
             }
             continue;
         }
-        let policy = lease::policy(d, catalogue.get(&d.spec.template));
+        let policy = lease::policy(d, catalogue.get(&d.spec.template).as_deref());
         let decision = decide(&lease::facts(d), &policy, now);
         let kind = decision.action.kind();
         let step = match decision.action {

@@ -5,6 +5,7 @@ pub mod lifecycle;
 pub mod pool;
 pub mod quantity;
 pub mod resources;
+pub mod saved;
 pub mod share;
 pub mod template;
 pub mod users;

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use super::saved::Provenance;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -180,6 +183,17 @@ impl Template {
         };
         let value: Value = serde_saphyr::from_str(text)
             .map_err(|e| err("(document)", format!("not valid YAML: {e}")))?;
+        Template::from_value(file, value)
+    }
+
+    /// Reads a template already parsed into JSON (a saved template's resource);
+    /// `source` is only used in messages.
+    pub fn from_value(source: &str, value: Value) -> Result<Template, TemplateError> {
+        let err = |field: &str, message: String| TemplateError {
+            file: source.to_string(),
+            field: field.to_string(),
+            message,
+        };
         let t: Template = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner().to_string();
@@ -191,12 +205,12 @@ impl Template {
             };
             err(&field, inner)
         })?;
-        t.validate()
-            .map_err(|(field, message)| err(&field, message))?;
+        t.check().map_err(|(field, message)| err(&field, message))?;
         Ok(t)
     }
 
-    fn validate(&self) -> Result<(), (String, String)> {
+    /// Every rule a template must meet: `Err((field, message))` for the first broken.
+    pub fn check(&self) -> Result<(), (String, String)> {
         let f = |field: &str, msg: String| Err((field.to_string(), msg));
         if !dns_label(&self.name) || self.name.len() > 40 {
             return f(
@@ -422,10 +436,31 @@ fn strings(m: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The loaded catalogue, in name order.
-#[derive(Debug, Clone, Default)]
+/// A template saved from a live demo, as the catalogue holds it.
+#[derive(Debug, Clone)]
+pub struct SavedTemplate {
+    pub template: Arc<Template>,
+    pub provenance: Provenance,
+    /// Deleted by an admin but still used by demos: they keep working, no new start
+    /// may choose it.
+    pub retiring: bool,
+}
+
+/// One entry of what sales staff may start.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub template: Arc<Template>,
+    /// Set for templates saved from a demo.
+    pub provenance: Option<Provenance>,
+}
+
+/// The catalogue: the shipped templates (files in `snapshots/`, fixed for the life of
+/// the process) and the templates saved from demos (kept in the cluster, replaced
+/// whenever the cluster's copy changes). A shipped name always wins.
+#[derive(Debug, Default)]
 pub struct Catalogue {
-    pub templates: BTreeMap<String, Template>,
+    pub templates: BTreeMap<String, Arc<Template>>,
+    saved: RwLock<Arc<BTreeMap<String, SavedTemplate>>>,
 }
 
 impl Catalogue {
@@ -473,7 +508,7 @@ impl Catalogue {
                         continue;
                     }
                     origin.insert(t.name.clone(), file);
-                    cat.templates.insert(t.name.clone(), t);
+                    cat.templates.insert(t.name.clone(), Arc::new(t));
                 }
                 Err(e) => errors.push(e),
             }
@@ -492,13 +527,93 @@ impl Catalogue {
         }
     }
 
-    pub fn get(&self, name: &str) -> Option<&Template> {
-        self.templates.get(name)
+    /// A catalogue of these shipped templates.
+    pub fn of(templates: impl IntoIterator<Item = Template>) -> Catalogue {
+        Catalogue {
+            templates: templates
+                .into_iter()
+                .map(|t| (t.name.clone(), Arc::new(t)))
+                .collect(),
+            saved: Default::default(),
+        }
+    }
+
+    /// The template a demo was made from: shipped, saved, or saved and retiring.
+    pub fn get(&self, name: &str) -> Option<Arc<Template>> {
+        if let Some(t) = self.templates.get(name) {
+            return Some(t.clone());
+        }
+        self.saved_now().get(name).map(|s| s.template.clone())
+    }
+
+    /// A template a new demo may start from (not a retiring one).
+    pub fn startable(&self, name: &str) -> Option<Arc<Template>> {
+        if let Some(t) = self.templates.get(name) {
+            return Some(t.clone());
+        }
+        self.saved_now()
+            .get(name)
+            .filter(|s| !s.retiring)
+            .map(|s| s.template.clone())
+    }
+
+    /// Whether a name is taken (shipped or saved, retiring included).
+    pub fn contains(&self, name: &str) -> bool {
+        self.templates.contains_key(name) || self.saved_now().contains_key(name)
+    }
+
+    /// What may be started, shipped first, then saved, each in name order.
+    pub fn listed(&self) -> Vec<Listed> {
+        let saved = self.saved_now();
+        self.templates
+            .values()
+            .map(|t| Listed {
+                template: t.clone(),
+                provenance: None,
+            })
+            .chain(
+                saved
+                    .values()
+                    .filter(|s| !s.retiring && !self.templates.contains_key(&s.template.name))
+                    .map(|s| Listed {
+                        template: s.template.clone(),
+                        provenance: Some(s.provenance.clone()),
+                    }),
+            )
+            .collect()
+    }
+
+    /// Every template demos may be using (retiring ones included): pools, health.
+    pub fn all(&self) -> Vec<Arc<Template>> {
+        let saved = self.saved_now();
+        self.templates
+            .values()
+            .cloned()
+            .chain(
+                saved
+                    .values()
+                    .filter(|s| !self.templates.contains_key(&s.template.name))
+                    .map(|s| s.template.clone()),
+            )
+            .collect()
+    }
+
+    pub fn provenance(&self, name: &str) -> Option<Provenance> {
+        self.saved_now().get(name).map(|s| s.provenance.clone())
+    }
+
+    /// Replaces the saved templates with what the cluster holds now.
+    pub fn set_saved(&self, saved: BTreeMap<String, SavedTemplate>) {
+        *self.saved.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(saved);
+    }
+
+    fn saved_now(&self) -> Arc<BTreeMap<String, SavedTemplate>> {
+        self.saved.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub const GOOD: &str = r#"

@@ -5,11 +5,14 @@ use super::auth::Caller;
 use super::error::{ApiError, from_json_rejection};
 use crate::cluster::actions::{patch_spec, request_delete};
 use crate::cluster::cache::ListKey;
+use crate::cluster::crd::DemoTemplate;
 use crate::cluster::crd::*;
 use crate::cluster::lease;
+use crate::cluster::saving::{self, SaveError};
 use crate::cluster::start::{Request as StartRequest, StartError, Starter};
 use crate::domain::duration;
 use crate::domain::lifecycle::{self, Overrides, Phase};
+use crate::domain::saved::SaveRequest;
 use crate::domain::users::User;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -49,6 +52,8 @@ pub struct DemoView {
     pub from_pool: bool,
     /// Resets asked for, and carried out.
     pub reset_generation: u32,
+    /// The latest save of this demo as a template.
+    pub save: Option<crate::cluster::crd::SaveStatus>,
 }
 
 impl DemoView {
@@ -78,6 +83,7 @@ impl DemoView {
             notice: d.status.as_ref().and_then(|st| st.notice.clone()),
             from_pool: d.spec.claimed_at.is_some(),
             reset_generation: d.spec.reset_generation,
+            save: d.status.as_ref().and_then(|st| st.save.clone()),
         }
     }
 }
@@ -226,8 +232,13 @@ pub async fn start_demo(
             s.ready.why()
         )));
     }
-    let Some(template) = s.catalogue.get(&req.template) else {
-        let known: Vec<&str> = s.catalogue.templates.keys().map(String::as_str).collect();
+    let Some(template) = s.catalogue.startable(&req.template) else {
+        let known: Vec<String> = s
+            .catalogue
+            .listed()
+            .iter()
+            .map(|l| l.template.name.clone())
+            .collect();
         return Err(ApiError::unprocessable(format!(
             "unknown template {:?} (available: {})",
             req.template,
@@ -266,7 +277,7 @@ pub async fn start_demo(
         capacity: s.limits.max_running_demos,
     };
     let request = StartRequest {
-        template,
+        template: &template,
         owner: &user.name,
         title: &title,
         lifecycle: DemoLifecycle {
@@ -525,6 +536,36 @@ pub mod ops {
         .await
     }
 
+    /// Saves a running demo as a new template (`vcluster snapshot create`); the
+    /// template joins the catalogue once the snapshot is written.
+    pub async fn save(
+        s: &AppState,
+        user: &User,
+        name: &str,
+        req: &SaveRequest,
+    ) -> Result<DemoTemplate, ApiError> {
+        let d = find(s, user, name).await?;
+        refuse_if_gone(&d, "save")?;
+        let dt = saving::request(
+            &s.client,
+            &s.slots.namespace,
+            &s.instance,
+            &s.catalogue,
+            &d,
+            req,
+            &user.name,
+        )
+        .await
+        .map_err(|e| match e {
+            SaveError::NotNow(m) => ApiError::conflict(m),
+            SaveError::NameTaken(_) => ApiError::conflict(e.to_string()),
+            SaveError::Invalid(_) => ApiError::bad_request(e.to_string()),
+            SaveError::Kube(k) => k.into(),
+        })?;
+        tracing::info!(demo = %name, template = %dt.name_any(), by = %user.name, "save as template requested");
+        Ok(dt)
+    }
+
     pub async fn delete(s: &AppState, user: &User, name: &str) -> Result<Demo, ApiError> {
         let d = find(s, user, name).await?;
         if let Some(deleting) = request_delete(&s.client, name).await? {
@@ -600,17 +641,46 @@ pub async fn delete(
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
+/// `POST /api/v1/demos/{name}/snapshot`: 202 while the snapshot is written.
+pub async fn save(
+    State(s): State<AppState>,
+    Caller(user): Caller,
+    Path(name): Path<String>,
+    body: Result<Json<SaveRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(req) = body.map_err(from_json_rejection)?;
+    let dt = ops::save(&s, &user, &name, &req).await?;
+    let t = &dt.spec.template;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "template": dt.name_any(),
+            "displayName": t.get("displayName"),
+            "snapshot": t.get("snapshot"),
+            "phase": "Saving",
+            "provenance": dt.spec.provenance,
+        })),
+    )
+        .into_response())
+}
+
 pub async fn templates(State(s): State<AppState>, Caller(_): Caller) -> Json<serde_json::Value> {
     let list: Vec<_> = s
         .catalogue
-        .templates
-        .values()
-        .map(|t| json!({
-            "name": t.name, "displayName": t.display_name, "description": t.description,
-            "vclusterVersion": t.vcluster.version,
-            "entrypoint": {"namespace": t.entrypoint.namespace, "service": t.entrypoint.service, "port": t.entrypoint.port, "path": t.entrypoint.path},
-            "lifecycle": t.lifecycle,
-        }))
+        .listed()
+        .into_iter()
+        .map(|l| {
+            let t = &l.template;
+            json!({
+                "name": t.name, "displayName": t.display_name, "description": t.description,
+                "vclusterVersion": t.vcluster.version,
+                "snapshot": t.snapshot,
+                "entrypoint": {"namespace": t.entrypoint.namespace, "service": t.entrypoint.service, "port": t.entrypoint.port, "path": t.entrypoint.path},
+                "lifecycle": t.lifecycle,
+                "origin": if l.provenance.is_some() { "saved" } else { "shipped" },
+                "provenance": l.provenance,
+            })
+        })
         .collect();
     Json(json!({"templates": list}))
 }

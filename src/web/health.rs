@@ -66,11 +66,11 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             .or_default() += 1;
     }
     s.metrics.demos.clear();
-    for t in s.catalogue.templates.keys() {
+    for t in s.catalogue.all() {
         for p in Phase::ALL {
-            let n = counts.get(&(p, t.clone())).copied().unwrap_or(0);
+            let n = counts.get(&(p, t.name.clone())).copied().unwrap_or(0);
             let mut l = label("phase", p.as_str());
-            l.push(("template".into(), t.clone()));
+            l.push(("template".into(), t.name.clone()));
             s.metrics.demos.get_or_create(&l).set(n);
         }
     }

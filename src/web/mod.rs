@@ -144,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/demos/{name}/sleep", post(demos::sleep))
         .route("/api/v1/demos/{name}/wake", post(demos::wake))
         .route("/api/v1/demos/{name}/reset", post(demos::reset))
+        .route("/api/v1/demos/{name}/snapshot", post(demos::save))
         .route("/api/v1/pools", get(pools::api))
         .route("/api/v1/demos/{name}/extend", post(demos::extend))
         .route("/api/v1/demos/{name}/activity", post(demos::activity))

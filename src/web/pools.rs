@@ -34,9 +34,10 @@ pub struct PoolView {
 
 pub fn views(s: &AppState) -> Vec<PoolView> {
     s.catalogue
-        .templates
-        .values()
-        .filter_map(|t| {
+        .listed()
+        .iter()
+        .filter_map(|l| {
+            let t = &l.template;
             let p = t.warm_pool.as_ref()?;
             let members = s.demos.pool_members(&t.name);
             let ready = members.iter().filter(|d| pool::claimable(d, t)).count();

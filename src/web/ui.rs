@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/demos/{name}/state", get(demo_state))
         .route("/demos/{name}/links", post(create_link))
         .route("/demos/{name}/links/{id}/revoke", post(revoke_link))
+        .route("/demos/{name}/save", post(save_as_template))
         .route("/demos/{name}/{action}", post(action))
         .route("/static/app.css", get(css))
         .route("/static/app.js", get(js))
@@ -330,6 +331,8 @@ struct TemplateCard {
     sleep: String,
     delete: String,
     lifetime: String,
+    /// "Saved by alice from web-shop on ...", for templates saved from a demo.
+    saved: Option<String>,
 }
 
 #[derive(Template)]
@@ -344,9 +347,10 @@ struct CataloguePage {
 async fn catalogue(State(s): State<AppState>, u: UiUser) -> Response {
     let templates = s
         .catalogue
-        .templates
-        .values()
-        .map(|t| {
+        .listed()
+        .into_iter()
+        .map(|l| {
+            let t = &l.template;
             let estimate = super::pools::estimate(&s, t);
             TemplateCard {
                 key: uuid::Uuid::new_v4().simple().to_string(),
@@ -358,6 +362,14 @@ async fn catalogue(State(s): State<AppState>, u: UiUser) -> Response {
                 sleep: human(t.lifecycle.defaults.sleep_after_idle),
                 delete: human(t.lifecycle.defaults.delete_after_idle),
                 lifetime: human(t.lifecycle.defaults.max_lifetime),
+                saved: l.provenance.map(|p| {
+                    format!(
+                        "Saved by {} from {} on {}",
+                        p.saved_by,
+                        p.from_template,
+                        p.saved_at.format("%Y-%m-%d %H:%M UTC")
+                    )
+                }),
             }
         })
         .collect();
@@ -400,6 +412,21 @@ pub struct DemoRow {
     pub from_pool: bool,
     /// The expiry notice, if one is out.
     pub notice: Option<String>,
+    /// Running: it may be saved as a template (unless a save is under way).
+    pub can_save: bool,
+    /// The latest save as a template.
+    pub save: Option<SaveRow>,
+}
+
+/// A save as template, as the demo page shows it.
+pub struct SaveRow {
+    pub template: String,
+    /// Saving, Saved or Failed.
+    pub phase: String,
+    pub message: String,
+    pub snapshot: String,
+    /// "for 12 s" while saving, "in 40 s" when done.
+    pub took: String,
 }
 
 fn until(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
@@ -468,6 +495,21 @@ impl DemoRow {
             can_reset: matches!(phase, Phase::Ready | Phase::Sleeping | Phase::Waking),
             from_pool: d.spec.claimed_at.is_some(),
             notice: st.notice.map(|n| n.message),
+            can_save: phase == Phase::Ready
+                && st
+                    .save
+                    .as_ref()
+                    .is_none_or(|v| v.phase != crate::cluster::crd::SavePhase::Saving),
+            save: st.save.map(|v| SaveRow {
+                took: match v.finished_at {
+                    Some(f) => format!("in {}", human(f - v.started_at)),
+                    None => format!("for {}", human(now - v.started_at)),
+                },
+                template: v.template,
+                phase: format!("{:?}", v.phase),
+                message: v.message.unwrap_or_default(),
+                snapshot: v.snapshot,
+            }),
         }
     }
 }
@@ -684,6 +726,10 @@ async fn demo_page(
         "wake" => Some("The demo is waking up.".to_string()),
         "extend" => Some("The demo's lease was extended.".to_string()),
         "revoke" => Some("The link was revoked; it stops working at once.".to_string()),
+        "save" => Some(
+            "Saving the demo as a template: it joins the catalogue when the snapshot is written."
+                .to_string(),
+        ),
         _ => None,
     });
     Ok(demo_page_for(&s, &u, &d, flash, None))
@@ -702,8 +748,9 @@ async fn demo_state(
         .as_ref()
         .map(|st| st.progress.clone())
         .unwrap_or_default();
+    let save = d.status.as_ref().and_then(|st| st.save.clone());
     Ok(axum::Json(
-        serde_json::json!({"phase": row.phase, "message": row.message, "progress": progress}),
+        serde_json::json!({"phase": row.phase, "message": row.message, "progress": progress, "save": save}),
     )
     .into_response())
 }
@@ -748,6 +795,36 @@ async fn action(
         }
     };
     Ok(Redirect::to(&format!("/demos/{name}?done={act}")).into_response())
+}
+
+#[derive(Deserialize)]
+struct SaveForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    template: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    description: String,
+}
+
+/// "Save as template" on the demo page.
+async fn save_as_template(
+    State(s): State<AppState>,
+    u: UiUser,
+    Path(name): Path<String>,
+    Form(f): Form<SaveForm>,
+) -> Result<Response, UiError> {
+    u.check(&s, &f.csrf)?;
+    let some = |t: String| (!t.trim().is_empty()).then_some(t);
+    let req = crate::domain::saved::SaveRequest {
+        template: f.template,
+        display_name: some(f.display_name),
+        description: some(f.description),
+    };
+    ops::save(&s, &u.user, &name, &req).await?;
+    Ok(Redirect::to(&format!("/demos/{name}?done=save")).into_response())
 }
 
 #[derive(Deserialize)]

@@ -2,8 +2,10 @@
 (function () {
   // Live progress: an element with data-poll="URL" is refreshed from JSON every second.
   // When the phase reaches data-until, the page goes to data-then (or reloads).
+  // data-field="save" watches the phase of the JSON's "save" object instead.
   function poll(el) {
     var url = el.getAttribute('data-poll');
+    var field = el.getAttribute('data-field');
     var until = (el.getAttribute('data-until') || 'Ready').split(',');
     var then = el.getAttribute('data-then');
     function tick() {
@@ -19,7 +21,8 @@
               var li = document.querySelector('[data-step="' + step.name + '"]');
               if (li) { li.className = step.state; var st = li.querySelector('.state'); if (st) st.textContent = step.state; }
             });
-            if (until.indexOf(s.phase) >= 0) {
+            var watched = field ? (s[field] && s[field].phase) : s.phase;
+            if (until.indexOf(watched) >= 0) {
               if (then) { window.location.href = then; } else { window.location.reload(); }
               return;
             }

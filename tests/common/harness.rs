@@ -67,11 +67,7 @@ containerDefaults:
 }
 
 pub fn catalogue_of(templates: Vec<Template>) -> Arc<Catalogue> {
-    let mut cat = Catalogue::default();
-    for t in templates {
-        cat.templates.insert(t.name.clone(), t);
-    }
-    Arc::new(cat)
+    Arc::new(Catalogue::of(templates))
 }
 
 /// The templates most tests use: `shop`, a `slow` twin and a `broken` one whose

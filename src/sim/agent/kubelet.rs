@@ -288,6 +288,8 @@ async fn reconcile(pod: Arc<Pod>, k: Arc<Kubelet>) -> Result<Action, Error> {
             vcluster::create(&k.client, &k.snapshots, &pod, &call).await
         } else if let Some(call) = vcluster::parse_restore(&cmd) {
             vcluster::restore(&k.client, &k.snapshots, &pod, &call).await
+        } else if let Some(call) = super::snapshot_create::parse(&cmd) {
+            super::snapshot_create::create(&k.client, &k.snapshots, &pod, &call).await
         } else {
             Ok(String::new())
         };

@@ -5,6 +5,7 @@
 //! agent runs against the simulation and against a real control plane.
 
 pub mod kubelet;
+pub mod snapshot_create;
 pub mod snapshots;
 pub mod standin;
 pub mod syncer;

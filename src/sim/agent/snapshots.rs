@@ -30,6 +30,8 @@ pub struct Snapshot {
 #[derive(Debug, Default)]
 pub struct Snapshots {
     by_url: RwLock<HashMap<String, Snapshot>>,
+    /// URL prefixes the registry refuses pushes to, with the registry's words.
+    refused: RwLock<Vec<(String, String)>>,
 }
 
 impl Snapshots {
@@ -46,6 +48,25 @@ impl Snapshots {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(url);
+    }
+
+    /// The registry refuses pushes under `prefix` from now on (a read-only registry,
+    /// missing credentials).
+    pub fn refuse_pushes(&self, prefix: &str, why: &str) {
+        self.refused
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((prefix.to_string(), why.to_string()));
+    }
+
+    /// Why a push to `url` is refused, if it is.
+    pub fn refuses_push(&self, url: &str) -> Option<String> {
+        self.refused
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(p, _)| url.starts_with(p.as_str()))
+            .map(|(_, why)| why.clone())
     }
 
     pub fn get(&self, url: &str) -> Option<Snapshot> {

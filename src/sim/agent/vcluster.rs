@@ -32,7 +32,8 @@ pub struct CreateCall {
 
 pub fn parse_create(args: &[String]) -> Option<CreateCall> {
     let pos = args.iter().position(|a| a == "create")?;
-    if !args[..pos].iter().any(|a| a.ends_with("vcluster")) {
+    // `vcluster create`, not `vcluster snapshot create`.
+    if pos == 0 || !args[pos - 1].ends_with("vcluster") {
         return None;
     }
     let name = args.get(pos + 1)?.clone();
@@ -207,7 +208,7 @@ async fn values_of(client: &Client, pod: &Pod, file: &str) -> Result<Value, Stri
 
 /// Like client-go under helm: a throttled request (429) or a server error (5xx) is
 /// tried again a few times before the CLI gives up.
-async fn retrying<T, F, Fut>(mut call: F) -> Result<T, String>
+pub(super) async fn retrying<T, F, Fut>(mut call: F) -> Result<T, String>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, kube::Error>>,
