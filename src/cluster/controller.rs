@@ -503,14 +503,15 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
                 .is_some_and(sleeper::is_ready)
             {
                 let t = now();
-                if let Some(since) = status.phase_since {
-                    ctx.metrics
-                        .wake_seconds
-                        .observe(((t - since).num_milliseconds() as f64 / 1000.0).max(0.0));
+                let took = status
+                    .phase_since
+                    .map(|since| ((t - since).num_milliseconds() as f64 / 1000.0).max(0.0));
+                if let Some(secs) = took {
+                    ctx.metrics.wake_seconds.observe(secs);
                 }
                 patch_status(client, &name, json!({
                     "phase": "Ready", "phaseSince": t, "readyAt": t, "sleepingSince": null, "message": "ready",
-                    "conditions": ready_condition("Ready", "ready"),
+                    "conditions": ready_condition("Ready", "ready"), "lastWakeSeconds": took,
                 }))
                 .await?;
                 return Ok(Action::requeue(Duration::ZERO));

@@ -221,6 +221,10 @@ pub struct DemoStatus {
     #[serde(default)]
     #[schemars(with = "i64")]
     pub reset_generation: u32,
+    /// How long the last wake took, from Waking to Ready (the template's wake
+    /// estimate is the median of its demos' last wakes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_wake_seconds: Option<f64>,
     /// The latest "save as template" of this demo: in progress, done or failed (why).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub save: Option<SaveStatus>,

@@ -9,3 +9,4 @@ pub mod saved;
 pub mod share;
 pub mod template;
 pub mod users;
+pub mod waits;

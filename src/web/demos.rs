@@ -54,6 +54,18 @@ pub struct DemoView {
     pub reset_generation: u32,
     /// The latest save of this demo as a template.
     pub save: Option<crate::cluster::crd::SaveStatus>,
+    /// While it starts, wakes or resets: what that usually takes, measured.
+    pub wait: Option<WaitView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitView {
+    /// The median of the template's recent starts (or wakes); absent until measured.
+    pub expected_seconds: Option<i64>,
+    pub elapsed_seconds: i64,
+    pub late: bool,
+    pub message: String,
 }
 
 impl DemoView {
@@ -84,6 +96,12 @@ impl DemoView {
             from_pool: d.spec.claimed_at.is_some(),
             reset_generation: d.spec.reset_generation,
             save: d.status.as_ref().and_then(|st| st.save.clone()),
+            wait: super::pools::wait_of(s, d).map(|w| WaitView {
+                expected_seconds: w.expected.map(|e| e.num_seconds()),
+                elapsed_seconds: w.elapsed.num_seconds(),
+                late: w.is_late(),
+                message: w.describe(),
+            }),
         }
     }
 }
@@ -678,6 +696,14 @@ pub async fn templates(State(s): State<AppState>, Caller(_): Caller) -> Json<ser
                 "entrypoint": {"namespace": t.entrypoint.namespace, "service": t.entrypoint.service, "port": t.entrypoint.port, "path": t.entrypoint.path},
                 "lifecycle": t.lifecycle,
                 "origin": if l.provenance.is_some() { "saved" } else { "shipped" },
+                // Measured: the median of recent cold starts (0: a warm-pool member is
+                // ready) and wakes; null until there is something to measure.
+                "startEstimateSeconds": match super::pools::estimate(&s, t) {
+                    super::pools::Estimate::Instant => Some(0),
+                    super::pools::Estimate::About(d) => Some(d.num_seconds()),
+                    super::pools::Estimate::Unknown => None,
+                },
+                "wakeEstimateSeconds": super::pools::wake_estimate(&s, t).map(|d| d.num_seconds()),
                 "provenance": l.provenance,
             })
         })

@@ -9,6 +9,7 @@ use crate::cluster::crd::{Demo, REVISION_LABEL};
 use crate::cluster::pool;
 use crate::domain::lifecycle::Phase;
 use crate::domain::template::{PoolState, Template};
+use crate::domain::waits::{Wait, median};
 use axum::Json;
 use axum::extract::State;
 use chrono::Duration;
@@ -112,14 +113,27 @@ fn start_time(d: &Demo, t: &Template) -> Option<Duration> {
     (st.reset_generation == 0).then_some(ready - created)
 }
 
-/// From creation to Ready of the template's most recent cold starts in the cache:
+/// How long the demo's last wake took, if it is one of the template's.
+fn wake_time(d: &Demo, t: &Template) -> Option<Duration> {
+    if d.spec.template != t.name {
+        return None;
+    }
+    let secs = d.status.as_ref()?.last_wake_seconds?;
+    Some(Duration::milliseconds((secs * 1000.0) as i64))
+}
+
+/// The template's most recent measured times (`time_of` each demo) in the cache:
 /// read newest first, a page at a time, until there are enough.
-fn start_times(s: &AppState, t: &Template) -> Vec<Duration> {
+fn recent_times(
+    s: &AppState,
+    t: &Template,
+    time_of: fn(&Demo, &Template) -> Option<Duration>,
+) -> Vec<Duration> {
     let mut times = Vec::new();
     let mut after = None;
     loop {
         let page = s.demos.page(None, after.as_ref(), 200);
-        times.extend(page.demos.iter().filter_map(|d| start_time(d, t)));
+        times.extend(page.demos.iter().filter_map(|d| time_of(d, t)));
         match page.next {
             Some(k) if times.len() < RECENT => after = Some(k),
             _ => break,
@@ -138,10 +152,52 @@ pub fn estimate(s: &AppState, t: &Template) -> Estimate {
     {
         return Estimate::Instant;
     }
-    let mut times = start_times(s, t);
-    if times.is_empty() {
-        return Estimate::Unknown;
+    match median(recent_times(s, t, start_time)) {
+        Some(d) => Estimate::About(d),
+        None => Estimate::Unknown,
     }
-    times.sort();
-    Estimate::About(times[times.len() / 2])
+}
+
+/// The median of the template's recent wakes (None: none measured yet).
+pub fn wake_estimate(s: &AppState, t: &Template) -> Option<Duration> {
+    median(recent_times(s, t, wake_time))
+}
+
+/// The wait someone looking at this demo is in, with what it usually takes: a start
+/// (from creation), a wake (from when it began) or a reset. None when nothing is
+/// being waited for.
+pub fn wait_of(s: &AppState, d: &Demo) -> Option<Wait> {
+    let t = s.catalogue.get(&d.spec.template)?;
+    let st = d.status.clone().unwrap_or_default();
+    let now = chrono::Utc::now();
+    let since = st.phase_since.unwrap_or(now);
+    let (expected, elapsed, gives_up_after) = match d.phase() {
+        Phase::Pending | Phase::Provisioning => (
+            median(recent_times(s, &t, start_time)),
+            now - crate::cluster::lease::created_at(d),
+            t.lifecycle.provision_timeout(),
+        ),
+        Phase::Waking => (
+            wake_estimate(s, &t),
+            now - since,
+            t.lifecycle.wake_timeout(),
+        ),
+        // Asked to wake a moment ago: the controller has not begun yet.
+        Phase::Sleeping if d.spec.desired_state == crate::cluster::crd::DesiredState::Running => (
+            wake_estimate(s, &t),
+            Duration::zero(),
+            t.lifecycle.wake_timeout(),
+        ),
+        Phase::Resetting => (
+            median(recent_times(s, &t, start_time)),
+            now - since,
+            t.lifecycle.provision_timeout(),
+        ),
+        _ => return None,
+    };
+    Some(Wait {
+        expected,
+        elapsed: elapsed.max(Duration::zero()),
+        gives_up_after,
+    })
 }

@@ -112,6 +112,9 @@ struct Waking<'a> {
     message: &'a str,
     status_url: &'a str,
     then: &'a str,
+    /// How long it usually takes, and how far along it is (or that it is late).
+    eta: String,
+    late: bool,
 }
 
 fn wants_html(h: &HeaderMap) -> bool {
@@ -218,9 +221,12 @@ async fn handle(s: AppState, link_id: String, req: Request) -> Response {
             .as_ref()
             .map(|st| st.progress.clone())
             .unwrap_or_default();
-        return axum::Json(
-            json!({"phase": phase.as_str(), "message": message, "progress": progress}),
-        )
+        let wait = super::pools::wait_of(&s, &d);
+        return axum::Json(json!({
+            "phase": phase.as_str(), "message": message, "progress": progress,
+            "eta": wait.as_ref().map(|w| w.describe()),
+            "late": wait.as_ref().is_some_and(|w| w.is_late()),
+        }))
         .into_response();
     }
     let title = d
@@ -254,7 +260,10 @@ async fn handle(s: AppState, link_id: String, req: Request) -> Response {
                 Phase::Resetting => "Resetting the demo to a clean start…",
                 _ => "Waking up the demo…",
             };
+            let wait = super::pools::wait_of(&s, &d);
             let page = Waking {
+                eta: wait.as_ref().map(|w| w.describe()).unwrap_or_default(),
+                late: wait.as_ref().is_some_and(|w| w.is_late()),
                 assets: OWN,
                 title: &title,
                 headline,

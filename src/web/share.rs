@@ -95,8 +95,24 @@ struct Landing<'a> {
     about: String,
     token: &'a str,
     passcode: bool,
-    sleeping: bool,
+    /// When the demo sleeps: how long waking it usually takes.
+    sleeping: Option<String>,
     error: Option<&'a str>,
+}
+
+/// "usually about 8s" from the template's measured wakes, for a sleeping demo.
+fn wake_eta(s: &AppState, d: &crate::cluster::crd::Demo) -> Option<String> {
+    if d.phase() != Phase::Sleeping {
+        return None;
+    }
+    let usual = s
+        .catalogue
+        .get(&d.spec.template)
+        .and_then(|t| super::pools::wake_estimate(s, &t));
+    Some(match usual {
+        Some(e) => format!("usually in about {}", crate::domain::waits::about(e)),
+        None => "usually within a minute".into(),
+    })
 }
 
 fn about(s: &AppState, d: &crate::cluster::crd::Demo) -> String {
@@ -128,7 +144,7 @@ async fn landing(
                 .title
                 .clone()
                 .unwrap_or_else(|| d.spec.template.clone());
-            let sleeping = matches!(d.phase(), Phase::Sleeping);
+            let sleeping = wake_eta(&s, &d);
             render(
                 StatusCode::OK,
                 &Landing {
@@ -185,7 +201,7 @@ async fn open(
             title: &title,
             token: &token,
             passcode: true,
-            sleeping: false,
+            sleeping: None,
             error: Some("That passcode is not right."),
         };
         return render(StatusCode::UNAUTHORIZED, &page);

@@ -643,6 +643,9 @@ struct DemoPage {
     steps: Vec<StepRow>,
     links: Vec<LinkRow>,
     new_link: Option<NewLink>,
+    /// How long the start, wake or reset in progress usually takes ("" when none).
+    eta: String,
+    late: bool,
 }
 
 fn ago(t: Option<DateTime<Utc>>) -> String {
@@ -697,6 +700,7 @@ fn demo_page_for(
         .collect();
     let mut nav = Nav::of(u, "demos");
     nav.flash = flash;
+    let wait = super::pools::wait_of(s, d);
     render(
         StatusCode::OK,
         &DemoPage {
@@ -705,6 +709,8 @@ fn demo_page_for(
             steps,
             links,
             new_link,
+            eta: wait.as_ref().map(|w| w.describe()).unwrap_or_default(),
+            late: wait.as_ref().is_some_and(|w| w.is_late()),
         },
     )
 }
@@ -749,9 +755,12 @@ async fn demo_state(
         .map(|st| st.progress.clone())
         .unwrap_or_default();
     let save = d.status.as_ref().and_then(|st| st.save.clone());
-    Ok(axum::Json(
-        serde_json::json!({"phase": row.phase, "message": row.message, "progress": progress, "save": save}),
-    )
+    let wait = super::pools::wait_of(&s, &d);
+    Ok(axum::Json(serde_json::json!({
+        "phase": row.phase, "message": row.message, "progress": progress, "save": save,
+        "eta": wait.as_ref().map(|w| w.describe()),
+        "late": wait.as_ref().is_some_and(|w| w.is_late()),
+    }))
     .into_response())
 }
 

@@ -17,6 +17,8 @@
             if (phase && s.phase) { phase.textContent = s.phase; phase.className = 'badge ' + s.phase; }
             var msg = document.querySelector('[data-message]');
             if (msg && s.message) { msg.textContent = s.message; }
+            var eta = document.querySelector('[data-eta]');
+            if (eta && s.eta) { eta.textContent = s.eta; eta.classList.toggle('late', !!s.late); }
             (s.progress || []).forEach(function (step) {
               var li = document.querySelector('[data-step="' + step.name + '"]');
               if (li) { li.className = step.state; var st = li.querySelector('.state'); if (st) st.textContent = step.state; }
