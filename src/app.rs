@@ -59,6 +59,8 @@ pub struct Config {
     pub notice_lead: chrono::Duration,
     /// Where to post expiry notices (Slack-compatible); None: status and UI only.
     pub notice_webhook: Option<String>,
+    /// The vendor's brand on prospect pages.
+    pub brand: Arc<crate::domain::brand::Brand>,
 }
 
 impl Config {
@@ -82,6 +84,7 @@ impl Config {
             leader: None,
             notice_lead: chrono::Duration::minutes(15),
             notice_webhook: None,
+            brand: Default::default(),
         }
     }
 }
@@ -225,6 +228,7 @@ pub async fn start(
         )),
         proxy: Arc::new(web::proxy::Upstreams::new(cfg.upstream_override.clone())),
         instance: cfg.instance.clone(),
+        brand: cfg.brand.clone(),
     };
 
     // Every replica serves; only the leader runs the controller, the sweeps and the pools.

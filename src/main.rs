@@ -92,6 +92,16 @@ struct ServeArgs {
     /// Members of this SSO group are admins.
     #[arg(long, env = "SHOWROOM_ADMIN_GROUP", default_value = "showroom-admins")]
     admin_group: String,
+    /// The product name at the top of the pages prospects see (landing, waking,
+    /// inactive).
+    #[arg(long, env = "SHOWROOM_BRAND_NAME")]
+    brand_name: Option<String>,
+    /// The brand colour of those pages (#rrggbb).
+    #[arg(long, env = "SHOWROOM_BRAND_COLOR")]
+    brand_color: Option<String>,
+    /// A logo for those pages (.png, .jpg or .svg, at most 256 KiB), served by showroom.
+    #[arg(long, env = "SHOWROOM_BRAND_LOGO")]
+    brand_logo: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -306,7 +316,24 @@ fn config(listen: SocketAddr, a: &ServeArgs) -> anyhow::Result<Config> {
         leader: None,
         notice_lead: a.notice_lead,
         notice_webhook: a.notice_webhook.clone(),
+        brand: std::sync::Arc::new(brand(a)?),
     })
+}
+
+fn brand(a: &ServeArgs) -> anyhow::Result<showroom::domain::brand::Brand> {
+    let logo = match &a.brand_logo {
+        Some(f) => Some((
+            f.display().to_string(),
+            std::fs::read(f).with_context(|| format!("--brand-logo: reading {}", f.display()))?,
+        )),
+        None => None,
+    };
+    showroom::domain::brand::Brand::new(
+        a.brand_name.as_deref(),
+        a.brand_color.as_deref(),
+        logo.as_ref().map(|(n, b)| (n.as_str(), b.clone())),
+    )
+    .map_err(|e| anyhow::anyhow!("--{}", e.to_string().replacen(' ', "-", 1)))
 }
 
 async fn shutdown_signal() {

@@ -154,6 +154,16 @@ pub struct ShareLinkSpec {
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The salesperson the prospect sees as their contact (who made the link, unless
+    /// they named someone else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_name: Option<String>,
+    /// How to reach them (an email address or phone number), shown as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_contact: Option<String>,
+    /// A note to the prospect on the landing page ("Hi Dana, here is the shop...").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]

@@ -1,5 +1,6 @@
 //! The domain: what a demo is and how long it lives. No kube, no axum.
 
+pub mod brand;
 pub mod duration;
 pub mod lifecycle;
 pub mod pool;

@@ -94,6 +94,34 @@ pub struct CreateLink {
     pub label: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
     pub passcode: Option<String>,
+    /// The contact the prospect sees (default: the user making the link).
+    #[serde(default)]
+    pub sender_name: Option<String>,
+    #[serde(default)]
+    pub sender_contact: Option<String>,
+    /// A note on the prospect's landing page.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// An optional text field: trimmed, empty as absent, at most `max` characters, no
+/// control characters (newlines allowed where `lines`).
+fn text_field(
+    field: &str,
+    value: &Option<String>,
+    max: usize,
+    lines: bool,
+) -> Result<Option<String>, ApiError> {
+    let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let bad_char = |c: char| c.is_control() && !(lines && (c == '\n' || c == '\r'));
+    if v.chars().count() > max || v.chars().any(bad_char) {
+        return Err(ApiError::bad_request(format!(
+            "{field}: at most {max} characters, no control characters"
+        )));
+    }
+    Ok(Some(v.to_string()))
 }
 
 /// Creates a link; the token is returned here and never again.
@@ -101,6 +129,7 @@ pub async fn create(
     s: &AppState,
     demo: &Demo,
     req: &CreateLink,
+    by: &str,
 ) -> Result<(ShareLinkSpec, String), ApiError> {
     if demo.metadata.deletion_timestamp.is_some() {
         return Err(ApiError::conflict("the demo is being deleted"));
@@ -123,6 +152,9 @@ pub async fn create(
     if passcode.is_some_and(|p| p.len() < 4 || p.len() > 64) {
         return Err(ApiError::bad_request("passcode: 4 to 64 characters"));
     }
+    let sender_name = text_field("senderName", &req.sender_name, 80, false)?;
+    let sender_contact = text_field("senderContact", &req.sender_contact, 120, false)?;
+    let message = text_field("message", &req.message, 500, true)?;
     let now = Utc::now();
     let expires_at = share::bound_expiry(req.expires_at, lease::expires_at(demo), now)
         .map_err(|e| ApiError::bad_request(format!("expiresAt: {e}")))?;
@@ -135,6 +167,9 @@ pub async fn create(
         expires_at,
         created_at: now,
         revoked_at: None,
+        sender_name: sender_name.or_else(|| Some(by.to_string())),
+        sender_contact,
+        message,
     };
     let new = link.clone();
     modify_links(s, &demo.name_any(), move |_, links| {
@@ -211,7 +246,7 @@ pub async fn api_create(
 ) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(from_json_rejection)?;
     let d = find(&s, &user, &name).await?;
-    let (link, token) = create(&s, &d, &req).await?;
+    let (link, token) = create(&s, &d, &req, &user.name).await?;
     let body = json!({"id": link.id, "url": s.urls.share_url(&token), "label": link.label, "expiresAt": link.expires_at});
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }

@@ -91,6 +91,8 @@ pub struct AppState {
     pub proxy: Arc<proxy::Upstreams>,
     /// The installation this replica belongs to; it sees only that one's demos.
     pub instance: crate::cluster::crd::Instance,
+    /// The vendor's brand on prospect pages.
+    pub brand: Arc<crate::domain::brand::Brand>,
 }
 
 async fn count_errors(

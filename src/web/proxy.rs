@@ -112,6 +112,8 @@ struct Waking<'a> {
     message: &'a str,
     status_url: &'a str,
     then: &'a str,
+    brand: super::share::BrandView,
+    sender: Option<super::share::SenderView>,
     /// How long it usually takes, and how far along it is (or that it is late).
     eta: String,
     late: bool,
@@ -140,6 +142,7 @@ async fn handle(s: AppState, link_id: String, req: Request) -> Response {
     match path.as_str() {
         "/_showroom/static/app.css" => return ui::css().await.into_response(),
         "/_showroom/static/app.js" => return ui::js().await.into_response(),
+        "/_showroom/brand/logo" => return super::share::logo(State(s)).await,
         _ => {}
     }
     let ip = req
@@ -147,13 +150,13 @@ async fn handle(s: AppState, link_id: String, req: Request) -> Response {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     if ip.is_some_and(|ip| s.share_guard.blocked(ip)) {
-        return too_many(OWN);
+        return too_many(&s, OWN);
     }
     let fail = |why: Inactive| {
         if let Some(ip) = ip {
             s.share_guard.failed(ip);
         }
-        inactive(why, OWN)
+        inactive(&s, why, OWN, None)
     };
     // A token opens only the host of its own link.
     let for_this_host = |token: &str| match links::lookup(&s, token) {
@@ -189,8 +192,8 @@ async fn handle(s: AppState, link_id: String, req: Request) -> Response {
     let token = super::session::cookie(cookies, LINK_COOKIE)
         .unwrap_or("")
         .to_string();
-    let d = match for_this_host(&token) {
-        Ok((d, _)) => d,
+    let (d, link) = match for_this_host(&token) {
+        Ok(x) => x,
         Err(why) => return fail(why),
     };
     let phase = if d.metadata.deletion_timestamp.is_some() {
@@ -239,7 +242,12 @@ async fn handle(s: AppState, link_id: String, req: Request) -> Response {
             s.activity.record(&d.name_any());
             forward(&s, &d, req).await
         }
-        Phase::Failed | Phase::Deleting => inactive(Inactive::Expired, OWN),
+        Phase::Failed | Phase::Deleting => inactive(
+            &s,
+            Inactive::Expired,
+            OWN,
+            super::share::SenderView::of(&link),
+        ),
         _ => {
             if !wants_html(req.headers()) {
                 let mut r = (
@@ -262,6 +270,8 @@ async fn handle(s: AppState, link_id: String, req: Request) -> Response {
             };
             let wait = super::pools::wait_of(&s, &d);
             let page = Waking {
+                brand: super::share::BrandView::of(&s, OWN),
+                sender: super::share::SenderView::of(&link),
                 eta: wait.as_ref().map(|w| w.describe()).unwrap_or_default(),
                 late: wait.as_ref().is_some_and(|w| w.is_late()),
                 assets: OWN,
@@ -318,10 +328,12 @@ fn without_link_cookie(h: &mut HeaderMap) {
     }
 }
 
-fn bad_gateway() -> Response {
+fn bad_gateway(s: &AppState) -> Response {
     let page = super::share::InactivePage {
         assets: OWN,
         detail: "The demo did not answer. It may still be starting; try again in a moment.",
+        brand: super::share::BrandView::of(s, OWN),
+        sender: None,
     };
     let mut r = render(StatusCode::BAD_GATEWAY, &page);
     r.headers_mut()
@@ -331,7 +343,7 @@ fn bad_gateway() -> Response {
 
 async fn forward(s: &AppState, d: &Demo, mut req: Request) -> Response {
     let Some((host_name, port)) = Upstreams::entrypoint(s, d) else {
-        return bad_gateway();
+        return bad_gateway(s);
     };
     let addr = s.proxy.connect_to(&host_name, port);
     let upgrade = req.headers().contains_key(header::UPGRADE);
@@ -341,7 +353,7 @@ async fn forward(s: &AppState, d: &Demo, mut req: Request) -> Response {
         .path_and_query()
         .map_or("/".to_string(), |p| p.to_string());
     let Ok(uri) = format!("http://{addr}{pq}").parse::<Uri>() else {
-        return bad_gateway();
+        return bad_gateway(s);
     };
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
@@ -364,7 +376,7 @@ async fn forward(s: &AppState, d: &Demo, mut req: Request) -> Response {
             .await
             .unwrap_or_else(|e| {
                 tracing::debug!(error = %e, "upgrade to demo failed");
-                bad_gateway()
+                bad_gateway(s)
             });
     }
     match s.proxy.http.request(upstream_req).await {
@@ -375,7 +387,7 @@ async fn forward(s: &AppState, d: &Demo, mut req: Request) -> Response {
         }
         Err(e) => {
             tracing::debug!(demo = %d.name_any(), error = %e, "demo did not answer");
-            bad_gateway()
+            bad_gateway(s)
         }
     }
 }

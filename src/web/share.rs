@@ -4,13 +4,13 @@
 use super::AppState;
 use super::links;
 use super::ui::render;
-use crate::cluster::crd::DesiredState;
+use crate::cluster::crd::{DesiredState, ShareLinkSpec};
 use crate::domain::lifecycle::Phase;
 use crate::domain::share::{self, Inactive};
 use askama::Template;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use kube::ResourceExt;
@@ -23,6 +23,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/s/{token}", get(landing))
         .route("/s/{token}/open", post(open))
+        .route("/brand/logo", get(logo))
 }
 
 /// Failed link lookups (and wrong passcodes) per client: at most `max` per `window`.
@@ -63,26 +64,92 @@ impl FailureLimiter {
 pub struct InactivePage<'a> {
     pub assets: &'a str,
     pub detail: &'a str,
+    pub brand: BrandView,
+    pub sender: Option<SenderView>,
+}
+
+/// The vendor's brand as a prospect page shows it.
+pub struct BrandView {
+    pub product: String,
+    pub color: String,
+    pub logo_url: Option<String>,
+}
+
+impl BrandView {
+    /// `assets`: "" on showroom's host, "/_showroom" on a link's host.
+    pub fn of(s: &AppState, assets: &str) -> BrandView {
+        BrandView {
+            product: s.brand.product.clone(),
+            color: s.brand.color.clone(),
+            logo_url: s
+                .brand
+                .logo
+                .as_ref()
+                .map(|_| format!("{assets}/brand/logo")),
+        }
+    }
+}
+
+/// Who sent a link, and their note, as the prospect sees it.
+pub struct SenderView {
+    pub name: String,
+    pub contact: String,
+    pub message: String,
+}
+
+impl SenderView {
+    pub fn of(l: &ShareLinkSpec) -> Option<SenderView> {
+        Some(SenderView {
+            name: l.sender_name.clone()?,
+            contact: l.sender_contact.clone().unwrap_or_default(),
+            message: l.message.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// `GET /brand/logo` (and `/_showroom/brand/logo` on a link's host).
+pub async fn logo(State(s): State<AppState>) -> Response {
+    match &s.brand.logo {
+        Some(l) => (
+            [
+                (header::CONTENT_TYPE, l.content_type),
+                (header::CACHE_CONTROL, "public, max-age=300"),
+                // An SVG logo is an image, never a document that runs script.
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'unsafe-inline'",
+                ),
+            ],
+            l.bytes.clone(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// The same page for unknown, revoked and expired links; only the status differs.
-pub fn inactive(why: Inactive, assets: &str) -> Response {
+/// (Who to ask for a new link is said only where the link was real: `sender`.)
+pub fn inactive(s: &AppState, why: Inactive, assets: &str, sender: Option<SenderView>) -> Response {
     let status = StatusCode::from_u16(why.status()).unwrap_or(StatusCode::NOT_FOUND);
     render(
         status,
         &InactivePage {
             assets,
             detail: "It may have expired or been withdrawn.",
+            brand: BrandView::of(s, assets),
+            sender,
         },
     )
 }
 
-pub fn too_many(assets: &str) -> Response {
+pub fn too_many(s: &AppState, assets: &str) -> Response {
     render(
         StatusCode::TOO_MANY_REQUESTS,
         &InactivePage {
             assets,
             detail: "Too many attempts from your network; please wait a few minutes.",
+            brand: BrandView::of(s, assets),
+            sender: None,
         },
     )
 }
@@ -98,6 +165,10 @@ struct Landing<'a> {
     /// When the demo sleeps: how long waking it usually takes.
     sleeping: Option<String>,
     error: Option<&'a str>,
+    brand: BrandView,
+    sender: Option<SenderView>,
+    /// Shown to the salesperson before sending: the same page, nothing opens.
+    preview: bool,
 }
 
 /// "usually about 8s" from the template's measured wakes, for a sleeping demo.
@@ -123,6 +194,30 @@ fn about(s: &AppState, d: &crate::cluster::crd::Demo) -> String {
         })
 }
 
+/// The landing page of a link as its prospect will see it, for the salesperson to
+/// check before sending it (the token is not known here; nothing can be opened).
+pub fn preview(s: &AppState, d: &crate::cluster::crd::Demo, l: &ShareLinkSpec) -> Response {
+    let title = d
+        .spec
+        .title
+        .clone()
+        .unwrap_or_else(|| d.spec.template.clone());
+    render(
+        StatusCode::OK,
+        &Landing {
+            about: about(s, d),
+            title: &title,
+            token: "preview",
+            passcode: l.passcode_hash.is_some(),
+            sleeping: wake_eta(s, d),
+            error: None,
+            brand: BrandView::of(s, ""),
+            sender: SenderView::of(l),
+            preview: true,
+        },
+    )
+}
+
 fn peer(ci: &ConnectInfo<SocketAddr>) -> IpAddr {
     ci.0.ip()
 }
@@ -134,7 +229,7 @@ async fn landing(
 ) -> Response {
     let ip = peer(&ci);
     if s.share_guard.blocked(ip) {
-        return too_many("");
+        return too_many(&s, "");
     }
     let found = links::lookup(&s, &token);
     match found {
@@ -154,12 +249,15 @@ async fn landing(
                     passcode: l.passcode_hash.is_some(),
                     sleeping,
                     error: None,
+                    brand: BrandView::of(&s, ""),
+                    sender: SenderView::of(&l),
+                    preview: false,
                 },
             )
         }
         Err(why) => {
             s.share_guard.failed(ip);
-            inactive(why, "")
+            inactive(&s, why, "", None)
         }
     }
 }
@@ -177,14 +275,14 @@ async fn open(
         .unwrap_or_default();
     let ip = peer(&ci);
     if s.share_guard.blocked(ip) {
-        return too_many("");
+        return too_many(&s, "");
     }
     let found = links::lookup(&s, &token);
     let (d, l) = match found {
         Ok(x) => x,
         Err(why) => {
             s.share_guard.failed(ip);
-            return inactive(why, "");
+            return inactive(&s, why, "", None);
         }
     };
     let title = d
@@ -203,6 +301,9 @@ async fn open(
             passcode: true,
             sleeping: None,
             error: Some("That passcode is not right."),
+            brand: BrandView::of(&s, ""),
+            sender: SenderView::of(&l),
+            preview: false,
         };
         return render(StatusCode::UNAUTHORIZED, &page);
     }

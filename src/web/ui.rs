@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/demos/{name}/state", get(demo_state))
         .route("/demos/{name}/links", post(create_link))
         .route("/demos/{name}/links/{id}/revoke", post(revoke_link))
+        .route("/demos/{name}/links/{id}/preview", get(preview_link))
         .route("/demos/{name}/save", post(save_as_template))
         .route("/demos/{name}/{action}", post(action))
         .route("/static/app.css", get(css))
@@ -806,6 +807,22 @@ async fn action(
     Ok(Redirect::to(&format!("/demos/{name}?done={act}")).into_response())
 }
 
+/// What the prospect will see on the link's landing page.
+async fn preview_link(
+    State(s): State<AppState>,
+    u: UiUser,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Response, UiError> {
+    let d = demos::find(&s, &u.user, &name).await?;
+    let Some(l) = d.spec.share_links.iter().find(|l| l.id == id) else {
+        return Err(UiError {
+            status: StatusCode::NOT_FOUND,
+            message: "There is no such share link on this demo.".into(),
+        });
+    };
+    Ok(super::share::preview(&s, &d, l))
+}
+
 #[derive(Deserialize)]
 struct SaveForm {
     #[serde(default)]
@@ -846,6 +863,10 @@ struct LinkForm {
     expires: String,
     #[serde(default)]
     passcode: String,
+    #[serde(default)]
+    contact: String,
+    #[serde(default)]
+    message: String,
 }
 
 async fn create_link(
@@ -872,8 +893,11 @@ async fn create_link(
         label: Some(f.label.clone()),
         expires_at,
         passcode: Some(f.passcode),
+        sender_name: None,
+        sender_contact: Some(f.contact),
+        message: Some(f.message),
     };
-    let (link, token) = links::create(&s, &d, &req).await?;
+    let (link, token) = links::create(&s, &d, &req, &u.user.name).await?;
     let fresh = demos::find(&s, &u.user, &name).await.unwrap_or(d);
     // The cache may not have the new link yet: show it from what was just written.
     let mut shown = fresh.clone();
