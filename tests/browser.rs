@@ -144,7 +144,18 @@ async fn sales_and_prospect_journey_in_chromium(tc: TestCluster) {
         Duration::from_millis(300),
         Duration::from_secs(3),
     );
-    let running = start_showroom_full(&tc, test_config(), dev_users(), catalogue).await;
+    // The vendor's brand on the prospect's pages.
+    let mut cfg = test_config();
+    let logo = br##"<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40" viewBox="0 0 120 40"><rect width="40" height="40" rx="8" fill="#0a7d5a"/><text x="48" y="27" font-family="sans-serif" font-size="18" fill="#0a7d5a">ACME</text></svg>"##;
+    cfg.brand = Arc::new(
+        showroom::domain::brand::Brand::new(
+            Some("Acme Commerce"),
+            Some("#0a7d5a"),
+            Some(("acme.svg", logo.to_vec())),
+        )
+        .unwrap(),
+    );
+    let running = start_showroom_full(&tc, cfg, dev_users(), catalogue).await;
     let base = format!("http://localhost:{}", running.addr.port());
     let api = Client::new(&running, SALES);
     let dir = shots(if tc.is_sim() { "sim" } else { "real" });
@@ -193,6 +204,12 @@ async fn sales_and_prospect_journey_in_chromium(tc: TestCluster) {
         .unwrap();
     click(&sales, "#template-data-pipeline .start").await;
     wait_css(&sales, "#progress .steps").await;
+    // How long it takes, measured: nothing measured yet for this template.
+    assert!(
+        text(&sales, "#progress [data-eta]")
+            .await
+            .contains("a minute or two")
+    );
     let phase = text(&sales, "[data-phase]").await;
     assert!(phase == "Pending" || phase == "Provisioning", "{phase}");
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -209,12 +226,54 @@ async fn sales_and_prospect_journey_in_chromium(tc: TestCluster) {
         .unwrap()
         .to_string();
 
-    // Create a share link for the prospect.
+    // Save it as a template for colleagues: progress on the demo page, then the
+    // catalogue offers it, saying who saved it from what.
+    click(&sales, "#save-as-template summary").await;
+    sales
+        .find(Locator::Css("#save-name"))
+        .await
+        .unwrap()
+        .send_keys("acme-pipeline")
+        .await
+        .unwrap();
+    sales
+        .find(Locator::Css("#save-display"))
+        .await
+        .unwrap()
+        .send_keys("Pipeline with ACME's data")
+        .await
+        .unwrap();
+    click(&sales, "#save-button").await;
+    wait_css(&sales, "#save").await;
+    wait_css(&sales, "#save.Saved").await; // the page moved on by itself
+    shot(&sales, &dir, "04a-saved-as-template").await;
+    sales.goto(&format!("{base}/")).await.unwrap();
+    let card = text(&sales, "#template-acme-pipeline").await;
+    assert!(card.contains("Pipeline with ACME's data"), "{card}");
+    assert!(card.contains("Saved by sales from data-pipeline"), "{card}");
+    shot(&sales, &dir, "04b-catalogue-with-saved").await;
+    sales.goto(&format!("{base}/demos/{name}")).await.unwrap();
+
+    // Create a share link for the prospect, with a contact and a message.
     sales
         .find(Locator::Css("#label"))
         .await
         .unwrap()
         .send_keys("ACME Corp")
+        .await
+        .unwrap();
+    sales
+        .find(Locator::Css("#contact"))
+        .await
+        .unwrap()
+        .send_keys("sales@vendor.example")
+        .await
+        .unwrap();
+    sales
+        .find(Locator::Css("#message"))
+        .await
+        .unwrap()
+        .send_keys("Hi Dana, here is the pipeline with your data loaded.")
         .await
         .unwrap();
     click(&sales, "#create-link").await;
@@ -229,12 +288,44 @@ async fn sales_and_prospect_journey_in_chromium(tc: TestCluster) {
         .unwrap();
     assert!(share_url.contains("/s/"), "{share_url}");
     shot(&sales, &dir, "04-demo-with-link").await;
+    // Before sending it: the preview shows the prospect's page.
+    let preview = sales
+        .find(Locator::Css("#links .preview"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    sales.goto(&format!("{base}{preview}")).await.unwrap();
+    wait_css(&sales, "#preview-banner").await;
+    assert!(
+        text(&sales, "[data-link-message]")
+            .await
+            .contains("Hi Dana")
+    );
+    shot(&sales, &dir, "04c-link-preview").await;
 
     // The prospect, in a fresh browser context: landing page, then the app through the proxy.
     let prospect = browser(&driver_url, 1280, 900).await;
     prospect.goto(&share_url).await.unwrap();
     wait_css(&prospect, "#open-demo").await;
     assert!(text(&prospect, "h1").await.contains("ACME Corp"));
+    // The vendor's brand and the salesperson, with the logo served by showroom.
+    assert_eq!(text(&prospect, ".brand-name").await, "Acme Commerce");
+    let logo_loaded = prospect
+        .execute(
+            "const i = document.querySelector('.brand-logo'); return i.complete && i.naturalWidth > 0;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(logo_loaded, json!(true), "the logo loads");
+    let sender = text(&prospect, "[data-sender]").await;
+    assert!(
+        sender.contains("Hi Dana") && sender.contains("sales@vendor.example"),
+        "{sender}"
+    );
     shot(&prospect, &dir, "05-prospect-landing").await;
     click(&prospect, "#open-demo").await;
     let app_text = text(&prospect, "#demo").await;
@@ -283,6 +374,10 @@ async fn sales_and_prospect_journey_in_chromium(tc: TestCluster) {
     prospect.goto(&share_url).await.unwrap();
     click(&prospect, "#open-demo").await;
     wait_css(&prospect, "#waking").await;
+    assert_eq!(
+        text(&prospect, "#waking .brand-name").await,
+        "Acme Commerce"
+    );
     shot(&prospect, &dir, "07-prospect-waking").await;
     let app_text = text(&prospect, "#demo").await;
     assert!(
@@ -309,6 +404,18 @@ async fn sales_and_prospect_journey_in_chromium(tc: TestCluster) {
     wait_css(&sales, ".notice.ok").await;
     prospect.goto(&share_url).await.unwrap();
     wait_css(&prospect, "#inactive").await;
+    assert!(
+        text(&prospect, "#inactive")
+            .await
+            .contains("Please ask sales (sales@vendor.example)")
+            || text(&prospect, "#inactive")
+                .await
+                .contains("Please ask the person")
+    );
+    assert_eq!(
+        text(&prospect, "#inactive .brand-name").await,
+        "Acme Commerce"
+    );
     shot(&prospect, &dir, "09-link-inactive").await;
     let (code, _) = http(
         "GET",

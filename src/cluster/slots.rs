@@ -206,14 +206,8 @@ impl Slots {
         let Some(cache) = &self.cache else {
             return self.free_listed(demo, kind).await;
         };
-        let mine = |m: &ObjectMeta| {
-            let label = |k: &str| m.labels.as_ref().and_then(|l| l.get(k)).map(String::as_str);
-            label(INSTANCE_LABEL) == Some(self.instance.name())
-                && label(DEMO_LABEL) == Some(demo)
-                && kind.is_none_or(|k| label(SLOT_LABEL) == Some(k.as_str()))
-        };
         for l in cache.state() {
-            if !mine(&l.metadata) {
+            if !self.is_slot_of(&l.metadata, demo, kind) {
                 continue;
             }
             // The cache may be behind: a slot freed and taken again since then has a
@@ -234,6 +228,14 @@ impl Slots {
         Ok(())
     }
 
+    /// Whether a Lease is this instance's slot of `kind` (any, if None) bound to `demo`.
+    fn is_slot_of(&self, m: &ObjectMeta, demo: &str, kind: Option<Kind>) -> bool {
+        let label = |k: &str| m.labels.as_ref().and_then(|l| l.get(k)).map(String::as_str);
+        label(INSTANCE_LABEL) == Some(self.instance.name())
+            && label(DEMO_LABEL) == Some(demo)
+            && kind.is_none_or(|k| label(SLOT_LABEL) == Some(k.as_str()))
+    }
+
     /// `free_for` without a cache: lists the demo's slots.
     async fn free_listed(&self, demo: &str, kind: Option<Kind>) -> Result<(), kube::Error> {
         let mut sel = format!("{},{DEMO_LABEL}={demo}", self.instance.selector());
@@ -251,8 +253,27 @@ impl Slots {
         Ok(())
     }
 
-    /// Whether the demo holds a run slot.
+    /// Whether the demo holds a run slot: the slot cache names the candidates, and a
+    /// GET confirms one is still bound to it (the cache may lag a free).
     pub async fn holds_run(&self, demo: &str) -> Result<bool, kube::Error> {
+        let Some(cache) = &self.cache else {
+            return self.holds_run_listed(demo).await;
+        };
+        for l in cache.state() {
+            if !self.is_slot_of(&l.metadata, demo, Some(Kind::Run)) {
+                continue;
+            }
+            if let Some(fresh) = self.api().get_opt(&l.name_any()).await?
+                && self.is_slot_of(&fresh.metadata, demo, Some(Kind::Run))
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// `holds_run` without a cache: lists the demo's run slots.
+    async fn holds_run_listed(&self, demo: &str) -> Result<bool, kube::Error> {
         let sel = format!("{},{DEMO_LABEL}={demo}", self.selector(Kind::Run));
         Ok(!self
             .api()
