@@ -311,12 +311,17 @@ impl World {
             true,
             Arc::new(move |i| {
                 let user = (from + i) / PER_USER;
+                // The longest idle time a sales user may ask for: a fill to 10,000
+                // takes longer than the template's default, and demos that fall
+                // asleep on the way would never all be Ready together.
                 request(
                     "POST",
                     addr,
                     "/api/v1/demos",
                     Some(&user_token(user)),
-                    Some(format!(r#"{{"template": "{TEMPLATE}"}}"#)),
+                    Some(format!(
+                        r#"{{"template": "{TEMPLATE}", "sleepAfterIdle": "2h"}}"#
+                    )),
                 )
             }),
         )

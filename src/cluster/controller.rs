@@ -15,9 +15,11 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -53,7 +55,7 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Context {
-            events: publish_events(Recorder::new(client.clone(), reporter)),
+            events: publish_events(client.clone(), reporter),
             client,
             slots,
             instance,
@@ -143,18 +145,72 @@ impl Context {
 const EVENTS_WAITING: usize = 512;
 
 /// Starts the task that publishes Events, a few at a time, in the order they came.
-fn publish_events(recorder: Recorder) -> tokio::sync::mpsc::Sender<(Event, ObjectReference)> {
+///
+/// Each is written as one object. (kube's `Recorder` keeps every Event of the last six
+/// minutes in a map, to count repeats as a series; showroom's Events, one per
+/// transition, do not repeat, and that map, which never shrinks, held 5.9 MiB at
+/// 1,000 demos and grows with the rate of Events: heaptrack.)
+fn publish_events(
+    client: Client,
+    reporter: Reporter,
+) -> tokio::sync::mpsc::Sender<(Event, ObjectReference)> {
     let (tx, rx) = tokio::sync::mpsc::channel::<(Event, ObjectReference)>(EVENTS_WAITING);
     let queued = futures::stream::unfold(rx, |mut rx| async move { Some((rx.recv().await?, rx)) });
+    let reporter = Arc::new(reporter);
     tokio::spawn(queued.for_each_concurrent(4, move |(ev, reference)| {
-        let recorder = recorder.clone();
+        let (client, reporter) = (client.clone(), reporter.clone());
         async move {
-            if let Err(e) = recorder.publish(&ev, &reference).await {
+            let event = k8s_event(&reporter, &ev, &reference);
+            let ns = event.metadata.namespace.clone().unwrap_or_default();
+            let api: Api<K8sEvent> = Api::namespaced(client, &ns);
+            if let Err(e) = api.create(&kube::api::PostParams::default(), &event).await {
                 tracing::debug!(error = %e, "could not record an event");
             }
         }
     }));
     tx
+}
+
+/// An events.k8s.io/v1 Event about `reference` (in "default" for cluster-scoped
+/// objects such as a Demo), named like kube's recorder names them.
+fn k8s_event(reporter: &Reporter, ev: &Event, reference: &ObjectReference) -> K8sEvent {
+    let now = jiff::Timestamp::now();
+    let namespace = reference
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    K8sEvent {
+        action: Some(ev.action.clone()),
+        reason: Some(ev.reason.clone()),
+        note: ev.note.clone(),
+        event_time: Some(MicroTime(now)),
+        regarding: Some(reference.clone()),
+        related: ev.secondary.clone(),
+        metadata: kube::core::ObjectMeta {
+            namespace: Some(namespace),
+            name: Some(format!(
+                "{}.{:x}",
+                reference.name.as_deref().unwrap_or("showroom"),
+                now.as_nanosecond()
+            )),
+            ..Default::default()
+        },
+        reporting_controller: Some(reporter.controller.clone()),
+        reporting_instance: Some(
+            reporter
+                .instance
+                .clone()
+                .unwrap_or_else(|| reporter.controller.clone()),
+        ),
+        type_: Some(
+            match ev.type_ {
+                EventType::Normal => "Normal",
+                EventType::Warning => "Warning",
+            }
+            .into(),
+        ),
+        ..Default::default()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
