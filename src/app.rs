@@ -164,6 +164,7 @@ pub async fn start(
     let ready = Arc::new(web::health::Readiness::default());
     background.push(tokio::spawn(watch_readiness(
         client.clone(),
+        cfg.namespace.clone(),
         caches.clone(),
         ready.clone(),
     )));
@@ -400,13 +401,32 @@ async fn sweep_loop(
 
 /// Marks the replica ready once the Demo cache has synced. Until then it finds out why
 /// not, and says so in the log and in `/readyz`: most often, the Demo CRD is missing.
-async fn watch_readiness(client: Client, caches: Caches, ready: Arc<web::health::Readiness>) {
+async fn watch_readiness(
+    client: Client,
+    namespace: String,
+    caches: Caches,
+    ready: Arc<web::health::Readiness>,
+) {
     let probe = async {
+        let saved: Api<crate::cluster::crd::DemoTemplate> =
+            Api::namespaced(client.clone(), &namespace);
         let demos: Api<Demo> = Api::all(client);
         let mut last_logged: Option<(String, std::time::Instant)> = None;
         loop {
-            let why = match demos.list(&kube::api::ListParams::default().limit(1)).await {
-                Ok(_) => "waiting for the Demo cache to sync".to_string(),
+            let one = kube::api::ListParams::default().limit(1);
+            let why = match demos.list(&one).await {
+                Ok(_) => match saved.list(&one).await {
+                    Err(kube::Error::Api(s)) if s.code == 404 => {
+                        "the DemoTemplate CRD (demotemplates.showroom.dev) is not installed in this cluster; \
+                         install it with `showroom crd | kubectl apply -f -` (or `kubectl apply -k deploy/`)"
+                            .to_string()
+                    }
+                    Err(kube::Error::Api(s)) if s.code == 403 => format!(
+                        "not allowed to list DemoTemplates in {namespace} ({}); check showroom's RBAC (deploy/base/rbac.yaml)",
+                        s.message
+                    ),
+                    _ => "waiting for the caches to sync".to_string(),
+                },
                 Err(kube::Error::Api(s)) if s.code == 404 => {
                     "the Demo CRD (demos.showroom.dev) is not installed in this cluster; \
                      install it with `showroom crd | kubectl apply -f -` (or `kubectl apply -k deploy/`)"

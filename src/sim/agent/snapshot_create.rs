@@ -31,27 +31,10 @@ pub fn parse(args: &[String]) -> Option<SnapshotCall> {
     if pos == 0 || !args[pos - 1].ends_with("vcluster") {
         return None;
     }
-    let rest = &args[pos + 2..];
-    let mut positional = Vec::new();
-    let mut namespace = None;
-    let mut i = 0;
-    while i < rest.len() {
-        let a = rest[i].as_str();
-        if a == "--namespace" || a == "-n" {
-            namespace = rest.get(i + 1).cloned();
-            i += 2;
-            continue;
-        }
-        if let Some(ns) = a.strip_prefix("--namespace=") {
-            namespace = Some(ns.to_string());
-        } else if !a.starts_with('-') {
-            positional.push(a.to_string());
-        }
-        i += 1;
-    }
+    let (name, url, namespace) = super::vcluster::name_url_namespace(&args[pos + 2..])?;
     Some(SnapshotCall {
-        name: positional.first()?.clone(),
-        url: positional.get(1)?.clone(),
+        name,
+        url,
         namespace,
     })
 }

@@ -67,14 +67,24 @@ pub fn parse_restore(args: &[String]) -> Option<RestoreCall> {
     if !args[..pos].iter().any(|a| a.ends_with("vcluster")) {
         return None;
     }
-    let rest: Vec<&String> = args[pos + 1..].iter().collect();
+    let (name, url, namespace) = name_url_namespace(&args[pos + 1..])?;
+    Some(RestoreCall {
+        name,
+        url,
+        namespace,
+    })
+}
+
+/// `NAME URL [--namespace NS]` in any order of flags, as `vcluster restore` and
+/// `vcluster snapshot create` take them.
+pub(super) fn name_url_namespace(rest: &[String]) -> Option<(String, String, Option<String>)> {
     let mut positional = Vec::new();
     let mut namespace = None;
     let mut i = 0;
     while i < rest.len() {
         let a = rest[i].as_str();
         if a == "--namespace" || a == "-n" {
-            namespace = rest.get(i + 1).map(|s| s.to_string());
+            namespace = rest.get(i + 1).cloned();
             i += 2;
             continue;
         }
@@ -85,11 +95,11 @@ pub fn parse_restore(args: &[String]) -> Option<RestoreCall> {
         }
         i += 1;
     }
-    Some(RestoreCall {
-        name: positional.first()?.clone(),
-        url: positional.get(1)?.clone(),
+    Some((
+        positional.first()?.clone(),
+        positional.get(1)?.clone(),
         namespace,
-    })
+    ))
 }
 
 /// Runs `vcluster restore`: the vcluster's backing store gets the snapshot's data
