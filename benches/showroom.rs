@@ -323,9 +323,14 @@ fn print_scale(
     row(
         "fill to this level: demos created → all Ready (50 concurrent)",
         &|l| {
-            l.fill.map_or("—".into(), |(n, d)| {
+            l.fill.map_or("—".into(), |(n, d, failed)| {
+                let failed = if failed > 0 {
+                    format!("; {failed} Failed (provisioning timeout)")
+                } else {
+                    String::new()
+                };
                 format!(
-                    "{n} in {:.1} s ({:.0}/s)",
+                    "{n} in {:.1} s ({:.0}/s){failed}",
                     d.as_secs_f64(),
                     n as f64 / d.as_secs_f64()
                 )
@@ -335,8 +340,9 @@ fn print_scale(
         String::new(),
     );
     let total: Duration = sim.iter().filter_map(|l| l.fill.map(|f| f.1)).sum();
+    let failed = sim.last().and_then(|l| l.fill).map_or(0, |f| f.2);
     println!(
-        "\n0 → {last} demos created and Ready (the fills' sum): {:.1} s",
+        "\n0 → {last} demos created and Ready or Failed (the fills' sum): {:.1} s; {failed} Failed",
         total.as_secs_f64()
     );
     if let Some((_, f)) = real {
