@@ -230,6 +230,7 @@ pub async fn start(
         proxy: Arc::new(web::proxy::Upstreams::new(cfg.upstream_override.clone())),
         instance: cfg.instance.clone(),
         brand: cfg.brand.clone(),
+        estimates: Default::default(),
     };
 
     // Every replica serves; only the leader runs the controller, the sweeps and the pools.
@@ -416,27 +417,15 @@ async fn watch_readiness(
             let one = kube::api::ListParams::default().limit(1);
             let why = match demos.list(&one).await {
                 Ok(_) => match saved.list(&one).await {
-                    Err(kube::Error::Api(s)) if s.code == 404 => {
-                        "the DemoTemplate CRD (demotemplates.showroom.dev) is not installed in this cluster; \
-                         install it with `showroom crd | kubectl apply -f -` (or `kubectl apply -k deploy/`)"
-                            .to_string()
-                    }
-                    Err(kube::Error::Api(s)) if s.code == 403 => format!(
-                        "not allowed to list DemoTemplates in {namespace} ({}); check showroom's RBAC (deploy/base/rbac.yaml)",
-                        s.message
+                    Err(e) => why_not_listed(
+                        e,
+                        "DemoTemplate",
+                        "demotemplates.showroom.dev",
+                        &format!(" in {namespace}"),
                     ),
-                    _ => "waiting for the caches to sync".to_string(),
+                    Ok(_) => "waiting for the caches to sync".to_string(),
                 },
-                Err(kube::Error::Api(s)) if s.code == 404 => {
-                    "the Demo CRD (demos.showroom.dev) is not installed in this cluster; \
-                     install it with `showroom crd | kubectl apply -f -` (or `kubectl apply -k deploy/`)"
-                        .to_string()
-                }
-                Err(kube::Error::Api(s)) if s.code == 403 => format!(
-                    "not allowed to list Demos ({}); check showroom's RBAC (deploy/base/rbac.yaml)",
-                    s.message
-                ),
-                Err(e) => format!("cannot reach the Kubernetes API: {e}"),
+                Err(e) => why_not_listed(e, "Demo", "demos.showroom.dev", ""),
             };
             let repeat = last_logged
                 .as_ref()
@@ -455,6 +444,21 @@ async fn watch_readiness(
             tracing::info!("ready: the caches have synced");
         },
         _ = probe => {}
+    }
+}
+
+/// Why listing a kind failed, as the log and `/readyz` say it.
+fn why_not_listed(e: kube::Error, kind: &str, crd: &str, place: &str) -> String {
+    match e {
+        kube::Error::Api(s) if s.code == 404 => format!(
+            "the {kind} CRD ({crd}) is not installed in this cluster; \
+             install it with `showroom crd | kubectl apply -f -` (or `kubectl apply -k deploy/`)"
+        ),
+        kube::Error::Api(s) if s.code == 403 => format!(
+            "not allowed to list {kind}s{place} ({}); check showroom's RBAC (deploy/base/rbac.yaml)",
+            s.message
+        ),
+        e => format!("cannot reach the Kubernetes API: {e}"),
     }
 }
 

@@ -93,6 +93,8 @@ pub struct AppState {
     pub instance: crate::cluster::crd::Instance,
     /// The vendor's brand on prospect pages.
     pub brand: Arc<crate::domain::brand::Brand>,
+    /// How long starts and wakes of each template take, measured; kept a few seconds.
+    pub estimates: Arc<pools::Estimates>,
 }
 
 async fn count_errors(

@@ -152,7 +152,7 @@ pub fn estimate(s: &AppState, t: &Template) -> Estimate {
     {
         return Estimate::Instant;
     }
-    match median(recent_times(s, t, start_time)) {
+    match start_estimate(s, t) {
         Some(d) => Estimate::About(d),
         None => Estimate::Unknown,
     }
@@ -160,7 +160,50 @@ pub fn estimate(s: &AppState, t: &Template) -> Estimate {
 
 /// The median of the template's recent wakes (None: none measured yet).
 pub fn wake_estimate(s: &AppState, t: &Template) -> Option<Duration> {
-    median(recent_times(s, t, wake_time))
+    s.estimates
+        .get(t, "wake", || median(recent_times(s, t, wake_time)))
+}
+
+/// The median of the template's recent cold starts (None: none measured yet).
+fn start_estimate(s: &AppState, t: &Template) -> Option<Duration> {
+    s.estimates
+        .get(t, "start", || median(recent_times(s, t, start_time)))
+}
+
+/// Measured estimates, each kept for a few seconds: finding a template's recent times reads
+/// the cache page by page, and a list of demos, the catalogue or a busy landing page
+/// asks for the same few estimates over and over.
+#[derive(Default)]
+pub struct Estimates(std::sync::Mutex<std::collections::HashMap<EstimateKey, Measured>>);
+
+/// (template, "start" or "wake").
+type EstimateKey = (String, &'static str);
+/// When it was measured, and the estimate.
+type Measured = (std::time::Instant, Option<Duration>);
+
+impl Estimates {
+    const FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+    fn get(
+        &self,
+        t: &Template,
+        what: &'static str,
+        measure: impl FnOnce() -> Option<Duration>,
+    ) -> Option<Duration> {
+        let key = (t.name.clone(), what);
+        let lock = || self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, v)) = lock().get(&key)
+            && at.elapsed() < Self::FRESH
+        {
+            return *v;
+        }
+        let v = measure();
+        // "Nothing measured yet" is not kept: the first measurement shows at once.
+        if v.is_some() {
+            lock().insert(key, (std::time::Instant::now(), v));
+        }
+        v
+    }
 }
 
 /// The wait someone looking at this demo is in, with what it usually takes: a start
@@ -173,7 +216,7 @@ pub fn wait_of(s: &AppState, d: &Demo) -> Option<Wait> {
     let since = st.phase_since.unwrap_or(now);
     let (expected, elapsed, gives_up_after) = match d.phase() {
         Phase::Pending | Phase::Provisioning => (
-            median(recent_times(s, &t, start_time)),
+            start_estimate(s, &t),
             now - crate::cluster::lease::created_at(d),
             t.lifecycle.provision_timeout(),
         ),
@@ -189,7 +232,7 @@ pub fn wait_of(s: &AppState, d: &Demo) -> Option<Wait> {
             t.lifecycle.wake_timeout(),
         ),
         Phase::Resetting => (
-            median(recent_times(s, &t, start_time)),
+            start_estimate(s, &t),
             now - since,
             t.lifecycle.provision_timeout(),
         ),
