@@ -545,6 +545,21 @@ async fn the_ceiling_refuses_starts_and_wakes_and_frees_with_sleep_and_delete(tc
         .unwrap()
         .items;
     assert_eq!(held.len(), 2, "two places held, by the two running demos");
+    // Each is bound (after the start answered) to the demo its label names, so the
+    // garbage collector frees it with that Demo.
+    for l in &held {
+        let demo = l.labels()["showroom.dev/demo"].clone();
+        assert!([&first, &third].contains(&&demo), "{demo}");
+        let uid = Api::<showroom::cluster::crd::Demo>::all(tc.client.clone())
+            .get(&demo)
+            .await
+            .unwrap()
+            .metadata
+            .uid;
+        let owners = l.metadata.owner_references.clone().unwrap_or_default();
+        assert_eq!(owners.len(), 1, "{owners:?}");
+        assert_eq!(Some(owners[0].uid.clone()), uid);
+    }
     app.stop().await;
 }
 

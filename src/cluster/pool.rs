@@ -221,7 +221,11 @@ impl Pools {
         let slot = if self.capacity > 0 {
             match self
                 .slots
-                .take_run(self.capacity, &format!("pool-{}", demo.name_any()))
+                .take_run(
+                    self.capacity,
+                    &format!("pool-{}", demo.name_any()),
+                    &demo.name_any(),
+                )
                 .await?
             {
                 Take::Taken(s) => Some(s),

@@ -6,11 +6,14 @@
 //! - The host cluster runs at most `capacity` demos at once (pool members included):
 //!   run slots `showroom-run-<instance>-<k>`. A sleeping demo holds none.
 //!
-//! Taking a slot is creating its Lease in showroom's namespace (AlreadyExists: taken).
-//! A slot is then bound to its Demo (ownerReference, so the garbage collector frees it
-//! with the Demo, and a label naming the demo) and freed explicitly when the demo stops
-//! counting: asleep (run slots), failed or deleting (both). A slot taken by a replica
-//! that died before binding it is freed by the janitor after `PENDING_GRACE`.
+//! Taking a slot is creating its Lease in showroom's namespace (AlreadyExists: taken),
+//! labelled with the demo it is for (known before the Demo is made). A slot is then
+//! bound to its Demo (ownerReference, so the garbage collector frees it with the Demo)
+//! and freed explicitly when the demo stops counting: asleep (run slots), failed or
+//! deleting (both). A slot whose demo does not exist `PENDING_GRACE` after it was
+//! taken (its replica died mid-start, or the start ended otherwise) is freed by the
+//! janitor; one whose demo exists counts for it, bound or not, so binding can happen
+//! after the start has answered.
 
 use super::crd::*;
 use crate::k8s::{is_already_exists, is_not_found};
@@ -84,8 +87,19 @@ impl Slots {
         )
     }
 
-    fn lease(&self, name: &str, kind: Kind, owner_hash: Option<&str>, holder: &str) -> Lease {
-        let mut labels = json!({INSTANCE_LABEL: self.instance.name(), SLOT_LABEL: kind.as_str()});
+    fn lease(
+        &self,
+        name: &str,
+        kind: Kind,
+        owner_hash: Option<&str>,
+        holder: &str,
+        demo: &str,
+    ) -> Lease {
+        let mut labels = json!({
+            INSTANCE_LABEL: self.instance.name(),
+            SLOT_LABEL: kind.as_str(),
+            DEMO_LABEL: demo,
+        });
         if let Some(h) = owner_hash {
             labels[super::crd::OWNER_LABEL] = json!(h);
         }
@@ -96,20 +110,21 @@ impl Slots {
         .expect("a Lease")
     }
 
-    /// Tries the slots `names` in order; the first one created is ours.
+    /// Tries the slots `names` in order, for `demo`; the first one created is ours.
     async fn take(
         &self,
         names: impl Iterator<Item = String>,
         kind: Kind,
         owner_hash: Option<&str>,
         holder: &str,
+        demo: &str,
     ) -> Result<Take, kube::Error> {
         let api = self.api();
         for name in names {
             match api
                 .create(
                     &PostParams::default(),
-                    &self.lease(&name, kind, owner_hash, holder),
+                    &self.lease(&name, kind, owner_hash, holder, demo),
                 )
                 .await
             {
@@ -127,30 +142,38 @@ impl Slots {
         Ok(Take::Full)
     }
 
-    /// One of the owner's `limit` user slots, for `holder`. The search starts at slot
-    /// `held` (how many the cache says the owner holds, usually slots 0..held), so a
-    /// start costs one create, not one per demo the user already has.
+    /// One of the owner's `limit` user slots, for `holder`, labelled for `demo`. The
+    /// search starts at slot `held` (how many the cache says the owner holds, usually
+    /// slots 0..held), so a start costs one create, not one per demo the user already
+    /// has.
     pub async fn take_user(
         &self,
         owner_hash: &str,
         limit: u32,
         held: u32,
         holder: &str,
+        demo: &str,
     ) -> Result<Take, kube::Error> {
         let prefix = format!("showroom-user-{}-{owner_hash}", self.instance.name());
         let start = if limit == 0 { 0 } else { held % limit };
         let names = (0..limit).map(move |i| format!("{prefix}-{}", (start + i) % limit));
-        self.take(names, Kind::User, Some(owner_hash), holder).await
+        self.take(names, Kind::User, Some(owner_hash), holder, demo)
+            .await
     }
 
-    /// One of the `capacity` run slots. The search starts at a random slot, so that
-    /// concurrent starts rarely meet on the same name.
-    pub async fn take_run(&self, capacity: u32, holder: &str) -> Result<Take, kube::Error> {
+    /// One of the `capacity` run slots, labelled for `demo`. The search starts at a
+    /// random slot, so that concurrent starts rarely meet on the same name.
+    pub async fn take_run(
+        &self,
+        capacity: u32,
+        holder: &str,
+        demo: &str,
+    ) -> Result<Take, kube::Error> {
         let start = fastrand::u32(..capacity.max(1));
         let instance = self.instance.name().to_string();
         let names = (0..capacity)
             .map(move |i| format!("showroom-run-{instance}-{}", (start + i) % capacity));
-        self.take(names, Kind::Run, None, holder).await
+        self.take(names, Kind::Run, None, holder, demo).await
     }
 
     /// Binds a slot to its demo: the garbage collector frees it with the Demo.

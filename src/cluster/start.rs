@@ -116,46 +116,66 @@ impl Starter<'_> {
             Some(k) => format!("key-{k}"),
             None => format!("req-{}", uuid::Uuid::new_v4().simple()),
         };
-        let user_slot = match self
+        // A new demo needs a run slot too: both are taken at once (one round trip, not
+        // two). A claim of a ready pool member takes its run slot itself, if any.
+        let new_demo_runs = self.capacity > 0 && !self.pool_ready(req.template);
+        let owner = owner_hash(req.owner);
+        let user_take = self
             .slots
-            .take_user(&owner_hash(req.owner), req.limit, held as u32, &holder)
-            .await?
-        {
-            Take::Taken(s) => s,
-            Take::Full => {
-                return Err(StartError::UserLimit {
-                    held: req.limit as usize,
-                    limit: req.limit,
-                });
+            .take_user(&owner, req.limit, held as u32, &holder, &req.name);
+        let (user_take, mut run_slot) = if new_demo_runs {
+            let (u, r) = tokio::join!(user_take, self.take_run_slot(&holder, &req.name));
+            match (u, r) {
+                (Ok(u), Ok(r)) => (u, Some(r)),
+                (Ok(Take::Taken(u)), Err(e)) => {
+                    let _ = self.slots.free(&u).await;
+                    return Err(e);
+                }
+                // The user slot was refused (or is another request's): said below.
+                (Ok(u), Err(_)) => (u, None),
+                (Err(e), r) => {
+                    if let Ok(r) = r {
+                        let _ = self.slots.free(&r).await;
+                    }
+                    return Err(e.into());
+                }
             }
-            Take::Same(slot) => {
-                let demo = self.wait_for(&slot).await?;
-                return Ok(Started {
-                    claimed: demo.spec.claimed_at.is_some(),
-                    demo,
-                });
+        } else {
+            (user_take.await?, None)
+        };
+        let user_slot = match user_take {
+            Take::Taken(s) => s,
+            refused => {
+                if let Some(r) = &run_slot {
+                    let _ = self.slots.free(r).await;
+                }
+                return match refused {
+                    Take::Same(slot) => {
+                        let demo = self.wait_for(&slot).await?;
+                        Ok(Started {
+                            claimed: demo.spec.claimed_at.is_some(),
+                            demo,
+                        })
+                    }
+                    _ => Err(StartError::UserLimit {
+                        held: req.limit as usize,
+                        limit: req.limit,
+                    }),
+                };
             }
         };
-        let mut run_slot = None;
-        let outcome = self.place(&req, &holder, &mut run_slot).await;
-        match outcome {
+        match self.place(&req, &holder, &mut run_slot).await {
             Ok(started) => {
-                // The demo exists: an error now must not read as "not started" (the
-                // caller would start another), so binding is retried and, failing
-                // that, left to the janitor.
-                for slot in std::iter::once(&user_slot).chain(run_slot.iter()) {
-                    let mut bound = false;
-                    for attempt in 0..3u64 {
-                        if self.slots.bind(slot, &started.demo).await.is_ok() {
-                            bound = true;
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+                // The slots are labelled with the demo already, so they count for it
+                // from now on: binding them (the ownerReference that lets the garbage
+                // collector free them with the Demo) need not hold up the answer.
+                let slots = self.slots.clone();
+                let demo = started.demo.clone();
+                tokio::spawn(async move {
+                    for slot in std::iter::once(user_slot).chain(run_slot) {
+                        bind_soon(&slots, &slot, &demo).await;
                     }
-                    if !bound {
-                        tracing::warn!(slot = %slot, demo = %started.demo.name_any(), "could not bind a slot to its demo");
-                    }
-                }
+                });
                 Ok(started)
             }
             Err(e) => {
@@ -168,19 +188,34 @@ impl Starter<'_> {
         }
     }
 
-    async fn take_run(&self, holder: &str, into: &mut Option<String>) -> Result<(), StartError> {
-        if self.capacity == 0 || into.is_some() {
-            return Ok(());
-        }
-        match self.slots.take_run(self.capacity, holder).await? {
-            Take::Taken(s) => {
-                *into = Some(s);
-                Ok(())
-            }
+    /// Whether the template's warm pool has a member to claim now.
+    fn pool_ready(&self, t: &Template) -> bool {
+        t.warm_pool.is_some()
+            && pool::members(self.cache, &t.name)
+                .iter()
+                .any(|d| pool::claimable(d, t))
+    }
+
+    async fn take_run_slot(&self, holder: &str, demo: &str) -> Result<String, StartError> {
+        match self.slots.take_run(self.capacity, holder, demo).await? {
+            Take::Taken(s) => Ok(s),
             _ => Err(StartError::AtCapacity {
                 capacity: self.capacity,
             }),
         }
+    }
+
+    async fn take_run(
+        &self,
+        holder: &str,
+        demo: &str,
+        into: &mut Option<String>,
+    ) -> Result<(), StartError> {
+        if self.capacity == 0 || into.is_some() {
+            return Ok(());
+        }
+        *into = Some(self.take_run_slot(holder, demo).await?);
+        Ok(())
     }
 
     /// Claims a pool member or makes a new demo.
@@ -191,15 +226,16 @@ impl Starter<'_> {
         run_slot: &mut Option<String>,
     ) -> Result<Started, StartError> {
         let t = req.template;
-        if let Some(p) = &t.warm_pool {
+        // A run slot taken already is for a new demo (no member was ready then): a
+        // member that became ready since is left for the next start.
+        if let Some(p) = &t.warm_pool
+            && run_slot.is_none()
+        {
             // A sleeping member wakes when claimed: it needs a run slot; a running one
             // holds its own already.
-            let ready = pool::members(self.cache, &t.name)
-                .iter()
-                .any(|d| pool::claimable(d, t));
-            if ready {
+            if self.pool_ready(t) {
                 if p.state == PoolState::Sleeping {
-                    self.take_run(holder, run_slot).await?;
+                    self.take_run(holder, &req.name, run_slot).await?;
                 }
                 let claim = Claim {
                     owner: req.owner,
@@ -216,7 +252,7 @@ impl Starter<'_> {
                 }
             }
         }
-        self.take_run(holder, run_slot).await?;
+        self.take_run(holder, &req.name, run_slot).await?;
         let mut demo = Demo::new(
             &req.name,
             DemoSpec {
@@ -254,5 +290,20 @@ impl Starter<'_> {
             demo,
             claimed: false,
         })
+    }
+}
+
+/// Binds a slot to its started demo, retrying a little: an error here does not undo the
+/// start (the slot is labelled for the demo, so it counts for it; the janitor frees it
+/// once the demo is gone, as the ownerReference would have).
+async fn bind_soon(slots: &Slots, slot: &str, demo: &Demo) {
+    for attempt in 0..3u64 {
+        match slots.bind(slot, demo).await {
+            Ok(()) => return,
+            Err(e) if attempt == 2 => {
+                tracing::warn!(slot = %slot, demo = %demo.name_any(), error = %e, "could not bind a slot to its demo; the janitor frees it when the demo is gone");
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await,
+        }
     }
 }

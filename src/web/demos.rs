@@ -491,7 +491,7 @@ pub mod ops {
         }
         match s
             .slots
-            .take_run(capacity, &format!("wake-{}", d.name_any()))
+            .take_run(capacity, &format!("wake-{}", d.name_any()), &d.name_any())
             .await?
         {
             crate::cluster::slots::Take::Taken(slot) => Ok(Some(slot)),
