@@ -20,6 +20,11 @@ use common::harness::*;
 use showroom::sim::agent::{App, Snapshot};
 use std::time::{Duration, Instant};
 
+// The bench process plays `showroom dev` (the simulation and the agent), so it uses the
+// binary's allocator (src/main.rs): its RSS is then what `showroom dev` would hold.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
