@@ -10,7 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -116,9 +116,10 @@ impl Kubelet {
 
     /// Schedules and runs pods until the stream ends (it does not).
     pub async fn run(self: Arc<Self>) {
-        Controller::new(
+        super::lean_controller(
             Api::<Pod>::all(self.client.clone()),
             watcher::Config::default(),
+            trim,
         )
         .with_config(kube::runtime::controller::Config::default().concurrency(32))
         .run(reconcile, error_policy, self)
@@ -209,6 +210,28 @@ fn container_statuses(pod: &Pod, state: &Value, ready: bool) -> Value {
             )
             .collect::<Vec<_>>()
     )
+}
+
+/// What `reconcile` reads of a pod: of a finished one, only its phase, node and
+/// metadata (a Job's pod stays, finished, as long as its Job).
+fn trim(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    let finished = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|p| p == "Succeeded" || p == "Failed");
+    if finished {
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        pod.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            node_name: node,
+            ..Default::default()
+        });
+        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: pod.status.as_ref().and_then(|s| s.phase.clone()),
+            ..Default::default()
+        });
+    }
 }
 
 async fn reconcile(pod: Arc<Pod>, k: Arc<Kubelet>) -> Result<Action, Error> {

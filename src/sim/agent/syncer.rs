@@ -12,7 +12,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -42,9 +42,10 @@ pub const MANAGED_BY: &str = "vcluster.loft.sh/managed-by";
 impl Syncer {
     pub async fn run(self: Arc<Self>) {
         let c = self.client.clone();
-        let controller = Controller::new(
+        let controller = super::lean_controller(
             Api::<StatefulSet>::all(c.clone()),
             watcher::Config::default().labels("app=vcluster"),
+            |s| s.metadata.managed_fields = None,
         )
         .watches(
             Api::<Pod>::all(c),
