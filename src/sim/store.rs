@@ -367,18 +367,21 @@ impl Store {
     }
 
     pub fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Arc<Value>, ApiError> {
-        let found = {
-            let st = self.lock();
-            st.objects
-                .get(&rt.key())
-                .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
-                .map(|o| o.json.clone())
-        };
         // Parsed outside the lock.
-        let json = found.ok_or_else(|| ApiError::not_found(rt, name))?;
+        let json = self.get_json(rt, ns, name)?;
         Ok(Arc::new(
             serde_json::from_slice(&json).unwrap_or(Value::Null),
         ))
+    }
+
+    /// The object's JSON as stored (shared, not copied).
+    pub fn get_json(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Bytes, ApiError> {
+        let st = self.lock();
+        st.objects
+            .get(&rt.key())
+            .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
+            .map(|o| o.json.clone())
+            .ok_or_else(|| ApiError::not_found(rt, name))
     }
 
     /// Lists objects in key order; `after` resumes after a key (the continue token).

@@ -194,6 +194,19 @@ pub async fn handle(
             parse_body(&body).and_then(|b| writes::bind(&api.store, &target, name, &b))
         }
         (&Method::GET, None) => return list(&api.store, &target, &query, wants_table, meta_only),
+        // The object as stored: its JSON was serialized when it was written, and is
+        // sent as it is (no parse and serialize again: GETs are most of the requests).
+        (&Method::GET, Some(name)) if !wants_table && !meta_only && target.sub.is_none() => {
+            return match api.store.get_json(&target.rt, &target.ns, name) {
+                Ok(json) => (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    json,
+                )
+                    .into_response(),
+                Err(e) => error_response(&e),
+            };
+        }
         (&Method::GET, Some(name)) => get(&api.store, &target, name, wants_table).map(|(c, v)| {
             if meta_only && c == 200 {
                 (c, partial(&v))
