@@ -123,6 +123,28 @@ async fn lists(client: &kube::Client) -> u64 {
         .sum::<f64>() as u64
 }
 
+/// The LIST requests the API server has served so far, by resource, most first: a
+/// watcher that fell behind the server's log relists, and shows here.
+async fn lists_by_resource(client: &kube::Client) -> Vec<(String, u64)> {
+    let req = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("request");
+    let Ok(text) = client.request_text(req).await else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, u64)> = text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{") && l.contains("verb=\"LIST\""))
+        .filter_map(|l| {
+            let resource = l.split("resource=\"").nth(1)?.split('"').next()?;
+            let n = l.rsplit(' ').next()?.parse::<f64>().ok()?;
+            Some((resource.to_string(), n as u64))
+        })
+        .collect();
+    out.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    out
+}
+
 /// A metric of showroom's `/metrics` (the first sample of that name).
 async fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
     let out = load::run(
@@ -582,6 +604,9 @@ impl World {
             for (plural, count, size) in stats.iter().take(14) {
                 eprintln!("  {plural:<28} {count:>7} {:>8} KiB", size / 1024);
             }
+            let lists = lists_by_resource(&self.tc.client).await;
+            let shown: Vec<String> = lists.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            eprintln!("LIST requests so far, by resource: {}", shown.join(", "));
         }
         level.showroom_rss_mib = rss_mib(&self.showroom.id().to_string());
         level.sim_rss_mib = self.tc.sim.as_ref().map(|_| rss_mib("self"));
