@@ -173,8 +173,9 @@ pub struct Page {
 pub struct DemoCache {
     store: Store<Demo>,
     index: Arc<RwLock<Index>>,
-    /// Each Demo as it changes, for the controller.
-    changes: broadcast::Sender<Arc<Demo>>,
+    /// The name of each Demo as it changes, for the controller (names, not objects:
+    /// the channel keeps its last 4,096 messages, and those were 4,096 stale Demos).
+    changes: broadcast::Sender<String>,
     ready: Ready,
     /// Counts the watch events applied, to wake those waiting for a write to show.
     applied: Arc<tokio::sync::watch::Sender<u64>>,
@@ -333,21 +334,26 @@ impl DemoCache {
 
     /// What the controller reconciles: every Demo once the cache has synced, then each
     /// Demo as it changes (everything again after a relist, or if it fell behind).
-    pub fn triggers(&self) -> impl Stream<Item = Result<Demo, watcher::Error>> + Send + use<> {
+    pub fn triggers(&self) -> impl Stream<Item = Arc<Demo>> + Send + use<> {
         let mut rx = self.changes.subscribe();
         let store = self.store.clone();
         let ready = self.ready.clone();
         async_stream::stream! {
             ready.wait().await;
             for d in store.state() {
-                yield Ok((*d).clone());
+                yield d;
             }
             loop {
                 match rx.recv().await {
-                    Ok(d) => yield Ok((*d).clone()),
+                    // The current version (gone since: nothing to reconcile).
+                    Ok(name) => {
+                        if let Some(d) = store.get(&ObjectRef::new(&name)) {
+                            yield d;
+                        }
+                    }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         for d in store.state() {
-                            yield Ok((*d).clone());
+                            yield d;
                         }
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
@@ -438,9 +444,7 @@ pub fn demos(client: &Client, instance: &Instance) -> (DemoCache, JoinHandle<()>
             match &ev {
                 watcher::Event::Apply(d) => {
                     c.index.write().unwrap_or_else(|p| p.into_inner()).insert(d);
-                    if let Some(d) = c.store.get(&ObjectRef::from_obj(d)) {
-                        let _ = c.changes.send(d);
-                    }
+                    let _ = c.changes.send(d.name_any());
                 }
                 watcher::Event::Delete(d) => {
                     c.index
@@ -458,7 +462,7 @@ pub fn demos(client: &Client, instance: &Instance) -> (DemoCache, JoinHandle<()>
                     c.ready.set();
                     // Whatever changed while the watch was down: look at everything.
                     for d in c.store.state() {
-                        let _ = c.changes.send(d);
+                        let _ = c.changes.send(d.name_any());
                     }
                 }
             }

@@ -242,7 +242,7 @@ pub async fn run(
     let mine = ctx.instance.selector();
     // The Demos come from the replica's cache (held once); of the rest, only metadata
     // is watched: a change is all the controller needs to hear of, it reads the rest.
-    Controller::for_stream(cache.triggers(), cache.store().clone())
+    Controller::for_shared_stream(cache.triggers(), cache.store().clone())
         .owns_stream(meta(
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
             &format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{mine}"),
