@@ -628,6 +628,73 @@ async fn watcher_recovers_from_dropped_watches_and_faults() {
     sim.faults.clear();
 }
 
+/// A bookmark says that every event up to its resourceVersion was sent: a watcher that
+/// resumes from it must miss nothing. With bookmarks every millisecond and writes in
+/// bursts, no event may arrive after a bookmark that claims to be newer.
+#[tokio::test]
+async fn a_bookmark_never_runs_ahead_of_unsent_events() {
+    let mut tc = TestCluster::sim_with(showroom::sim::SimOptions {
+        agent: false,
+        bookmark_interval: Duration::from_millis(1),
+        ..Default::default()
+    })
+    .await;
+    let ns = tc.namespace().await;
+    let api: Api<ConfigMap> = Api::namespaced(tc.client.clone(), &ns);
+    let start = api.list(&ListParams::default()).await.unwrap();
+    let from = start.metadata.resource_version.unwrap();
+    let mut events = api
+        .watch(&WatchParams::default(), &from)
+        .await
+        .unwrap()
+        .boxed();
+    const N: usize = 400;
+    let writer = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            let writes = (0..N).map(|i| {
+                let api = api.clone();
+                async move {
+                    api.create(&PostParams::default(), &cm(&format!("b{i}"), json!({})))
+                        .await
+                        .unwrap();
+                }
+            });
+            futures::stream::iter(writes)
+                .buffer_unordered(20)
+                .collect::<Vec<_>>()
+                .await;
+        })
+    };
+    let (mut added, mut bookmarks, mut newest_bookmark) = (0, 0, 0u64);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while added < N {
+        let ev = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .expect("every object's event within a minute")
+            .expect("the watch stays open")
+            .unwrap();
+        match ev {
+            WatchEvent::Added(o) => {
+                let rv: u64 = o.resource_version().unwrap().parse().unwrap();
+                assert!(
+                    rv > newest_bookmark,
+                    "{} (resourceVersion {rv}) arrived after a bookmark at {newest_bookmark}",
+                    o.name_any()
+                );
+                added += 1;
+            }
+            WatchEvent::Bookmark(b) => {
+                newest_bookmark = b.metadata.resource_version.parse().unwrap();
+                bookmarks += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    writer.await.unwrap();
+    assert!(bookmarks > 0, "bookmarks were sent meanwhile");
+}
+
 fn common_code(e: &kube::Error) -> Option<u16> {
     match e {
         kube::Error::Api(s) => Some(s.code),

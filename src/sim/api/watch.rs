@@ -117,7 +117,25 @@ pub fn watch_response(
                 _ = &mut deadline => break,
                 _ = tick.tick() => {
                     if bookmarks {
+                        // A bookmark promises that every event up to its version was
+                        // sent: whatever of this type is newer than `last` goes first.
+                        // (A bookmark ahead of undelivered events made a watcher that
+                        // resumed from it miss them for good: at 10,000 demos, pods
+                        // the kubelet never saw.)
                         let rv = store.current_rv();
+                        match store.events_since(&rt, last) {
+                            Ok(events) => {
+                                for ev in events {
+                                    last = ev.rv;
+                                    if matches(&ev) {
+                                        yield Ok(line(&ev));
+                                    }
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                        let rv = rv.max(last);
+                        last = rv;
                         let b = json!({"type": "BOOKMARK", "object": {
                             "kind": rt.kind, "apiVersion": rt.api_version(),
                             "metadata": {"resourceVersion": rv.to_string(), "annotations": {}}}});
