@@ -26,6 +26,7 @@ scenarios!(
     create_get_update_conflict_and_delete,
     merge_json_and_apply_patches,
     list_with_selectors_and_pages,
+    a_watch_from_a_paged_list_sees_what_was_made_meanwhile,
     watch_events_arrive_in_order_and_old_versions_are_gone,
     finalizers_hold_an_object_until_removed,
     deleting_a_namespace_terminates_it_and_its_contents,
@@ -283,6 +284,60 @@ async fn list_with_selectors_and_pages(mut tc: TestCluster) {
     }
     seen.sort();
     assert_eq!(seen, ["c1", "c2", "c3", "c4"]);
+}
+
+/// What kube's watcher does: list in pages, then watch from the list's
+/// resourceVersion. An object made between two pages, with a name before the page being
+/// read, is in no page: the watch must bring it.
+async fn a_watch_from_a_paged_list_sees_what_was_made_meanwhile(mut tc: TestCluster) {
+    let ns = tc.namespace().await;
+    let api: Api<ConfigMap> = Api::namespaced(tc.client.clone(), &ns);
+    for name in ["p2", "p3", "p4", "p5"] {
+        api.create(&PostParams::default(), &cm(name, json!({"paged": "yes"})))
+            .await
+            .unwrap();
+    }
+    let mut lp = ListParams::default().labels("paged").limit(2);
+    let mut listed = Vec::new();
+    let mut made_meanwhile = false;
+    let rv = loop {
+        let page = api.list(&lp).await.unwrap();
+        listed.extend(page.items.iter().map(|o| o.name_any()));
+        if !made_meanwhile {
+            api.create(&PostParams::default(), &cm("p1", json!({"paged": "yes"})))
+                .await
+                .unwrap();
+            made_meanwhile = true;
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(c) => lp = lp.continue_token(&c),
+            None => break page.metadata.resource_version.unwrap(),
+        }
+    };
+    if listed.iter().any(|n| n == "p1") {
+        return; // listed after all: nothing for the watch to bring
+    }
+    let mut events = api
+        .watch(&WatchParams::default().labels("paged"), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let seen = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(ev) = events.next().await {
+            if let Ok(WatchEvent::Added(o) | WatchEvent::Modified(o)) = ev
+                && o.name_any() == "p1"
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(
+        seen,
+        "p1 (made between pages) is in neither the pages {listed:?} nor the watch from {rv}"
+    );
 }
 
 async fn watch_events_arrive_in_order_and_old_versions_are_gone(mut tc: TestCluster) {

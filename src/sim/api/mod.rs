@@ -398,15 +398,21 @@ pub(crate) fn selectors(
     Ok((labels, fields))
 }
 
-fn encode_continue(key: &(String, String)) -> String {
-    hex::encode(format!("{}\n{}", key.0, key.1))
+/// A continue token: the resourceVersion of the list's first page, and the key the
+/// next page starts after.
+fn encode_continue(rv: u64, key: &(String, String)) -> String {
+    hex::encode(format!("{rv}\n{}\n{}", key.0, key.1))
 }
 
-fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
+fn decode_continue(token: &str) -> Result<(u64, (String, String)), ApiError> {
     let bad = || ApiError::bad_request("continue key is not valid");
     let raw = String::from_utf8(hex::decode(token).map_err(|_| bad())?).map_err(|_| bad())?;
-    let (ns, name) = raw.split_once('\n').ok_or_else(bad)?;
-    Ok((ns.to_string(), name.to_string()))
+    let mut parts = raw.splitn(3, '\n');
+    let (Some(rv), Some(ns), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let rv = rv.parse().map_err(|_| bad())?;
+    Ok((rv, (ns.to_string(), name.to_string())))
 }
 
 /// A list, written out item by item: a large list is never copied whole.
@@ -444,19 +450,28 @@ fn list_inner(
         },
         None => None,
     };
-    let after = match q.get("continue") {
-        Some(c) if !c.is_empty() => Some(decode_continue(c)?),
-        _ => None,
+    let (first_rv, after) = match q.get("continue") {
+        Some(c) if !c.is_empty() => {
+            let (rv, key) = decode_continue(c)?;
+            (Some(rv), Some(key))
+        }
+        _ => (None, None),
     };
     let ns = (!t.ns.is_empty()).then_some(t.ns.as_str());
     let (items, rv, next) = store.list(&t.rt, ns, &labels, &fields, limit, after);
+    // Every page of a list answers with its first page's resourceVersion, so that a
+    // watch from there misses nothing: an object made while the pages were read, with
+    // a key before the page being read, is in no page but in the watch. (The real API
+    // server reads every page from the first page's snapshot; these pages may be
+    // newer, which a watcher takes as it takes any event it has seen.)
+    let rv = first_rv.unwrap_or(rv);
     if table {
         let items: Vec<_> = items.iter().map(|j| crate::sim::store::parse(j)).collect();
         return Ok(table::to_table(&t.rt, &items, rv).to_string().into_bytes());
     }
     let mut metadata = json!({"resourceVersion": rv.to_string()});
     if let Some(n) = next {
-        metadata["continue"] = json!(encode_continue(&n));
+        metadata["continue"] = json!(encode_continue(rv, &n));
     }
     let (kind, api_version) = if meta_only {
         (
