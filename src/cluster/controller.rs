@@ -286,6 +286,26 @@ where
         .touched_objects()
 }
 
+/// How soon to look again at a provisioning demo. Changes of its namespace, Job and
+/// vcluster trigger a look anyway; the poll is for what is not watched (the kubeconfig
+/// Secret). A step that has run a while is looked at less often, so that a thousand
+/// demos waiting on slow boots do not cost two reconciles (and their GETs) a second
+/// each.
+fn poll_while(progress: &provisioner::Progress) -> Duration {
+    let running_for = progress
+        .steps
+        .iter()
+        .find(|s| s.state == StepState::Running)
+        .and_then(|s| s.started_at)
+        .map(|t| (now() - t).num_seconds())
+        .unwrap_or(0);
+    match running_for {
+        ..10 => POLL,
+        10..60 => Duration::from_secs(2),
+        _ => Duration::from_secs(5),
+    }
+}
+
 fn error_policy(demo: Arc<Demo>, err: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(demo = %demo.name_any(), error = %err, "reconcile failed; retrying");
     Action::requeue(Duration::from_millis(500 + fastrand::u64(..1000)))
@@ -476,7 +496,7 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
                         )
                         .await?;
                     }
-                    Ok(requeue_at(decision.next, Some(POLL)))
+                    Ok(requeue_at(decision.next, Some(poll_while(&progress))))
                 }
                 Outcome::Failed(msg) => {
                     ctx.event(&demo, true, "Failed", msg.clone());
