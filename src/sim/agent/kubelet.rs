@@ -120,6 +120,7 @@ impl Kubelet {
             Api::<Pod>::all(self.client.clone()),
             watcher::Config::default(),
             trim,
+            Some(Duration::from_secs(30)),
         )
         .with_config(kube::runtime::controller::Config::default().concurrency(32))
         .run(reconcile, error_policy, self)

@@ -73,7 +73,18 @@ impl Agent {
 /// A controller of `api` whose store keeps each object as `trim` leaves it. The agent
 /// watches every pod of the cluster; kept whole (managedFields and all, and the spec
 /// and status of every finished Job pod), they were most of its memory at 10,000 demos.
-fn lean_controller<K>(api: Api<K>, cfg: watcher::Config, trim: fn(&mut K)) -> Controller<K>
+///
+/// With `resync`, every object is reconciled again that often, as a kubelet syncs its
+/// pods every minute: kube's controller drops the triggers of a relist for objects its
+/// store did not hold yet (made while the watch was down), and nothing triggers them
+/// again until they change. At 10,000 demos the kubelet relisted, and some 500 pods
+/// made meanwhile were never started.
+fn lean_controller<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    trim: fn(&mut K),
+    resync: Option<std::time::Duration>,
+) -> Controller<K>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     K: Send + Sync + 'static,
@@ -81,5 +92,14 @@ where
     let (reader, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, cfg).default_backoff().modify(trim))
         .applied_objects();
-    Controller::for_stream(stream, reader)
+    let controller = Controller::for_stream(stream, reader);
+    match resync {
+        Some(every) => {
+            controller.reconcile_all_on(futures::stream::unfold((), move |()| async move {
+                tokio::time::sleep(every).await;
+                Some(((), ()))
+            }))
+        }
+        None => controller,
+    }
 }

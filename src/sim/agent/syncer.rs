@@ -46,6 +46,8 @@ impl Syncer {
             Api::<StatefulSet>::all(c.clone()),
             watcher::Config::default().labels("app=vcluster"),
             |s| s.metadata.managed_fields = None,
+            // Its objects' pods trigger it (the kubelet, resyncing, starts them).
+            None,
         )
         .watches(
             Api::<Pod>::all(c),
