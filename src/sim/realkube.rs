@@ -81,10 +81,19 @@ fn remove_stale_dirs() {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// `N` distinct free ports. The listeners are held until all are bound: one bound and
+/// dropped at a time, the kernel may hand the same port out twice (it did, with
+/// thousands of sockets open in the bench, and etcd found its client and peer port
+/// the same).
+fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+    let held = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut ports = [0u16; N];
+    for (p, l) in ports.iter_mut().zip(&held) {
+        *p = l.local_addr()?.port();
+    }
+    Ok(ports)
 }
 
 /// Children die with the thread that forked them (`PR_SET_PDEATHSIG`), so they are all
@@ -289,8 +298,7 @@ impl ControlPlane {
         let cp = self;
         let dir = cp.dir.clone();
         make_pki(&dir)?;
-        let (etcd_port, peer_port, api_port, kcm_port) =
-            (free_port()?, free_port()?, free_port()?, free_port()?);
+        let [etcd_port, peer_port, api_port, kcm_port] = free_ports::<4>()?;
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let mut etcd = Command::new(bin.join("etcd"));
