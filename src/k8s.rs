@@ -1,5 +1,5 @@
-//! Small helpers over kube's errors, shared by showroom's cluster code and the
-//! simulation's node agent.
+//! Small helpers over kube (its errors, a resync timer), shared by showroom's cluster
+//! code and the simulation's node agent.
 
 use kube::api::{Api, PostParams};
 use serde::{Serialize, de::DeserializeOwned};
@@ -59,4 +59,13 @@ where
         Err(e) if is_not_found(&e) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// A stream that yields every `period` (the first after one period): a controller's
+/// `reconcile_all_on` resync.
+pub fn every(period: std::time::Duration) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold((), move |()| async move {
+        tokio::time::sleep(period).await;
+        Some(((), ()))
+    })
 }

@@ -272,6 +272,10 @@ pub async fn run(saver: Arc<Saver>) {
     let api: Api<DemoTemplate> = Api::namespaced(saver.ctx.client.clone(), &saver.namespace);
     let cfg = watcher::Config::default().labels(&saver.ctx.instance.selector());
     Controller::new(api, cfg)
+        // kube's controller drops a relist's triggers for objects its store did not
+        // hold yet: a save filed while the watch was down would wait until it changed.
+        // A look at every template each minute is cheap (a Ready one is done at once).
+        .reconcile_all_on(crate::k8s::every(Duration::from_secs(60)))
         .run(
             reconcile,
             |_, e, _| {

@@ -94,12 +94,7 @@ where
         .applied_objects();
     let controller = Controller::for_stream(stream, reader);
     match resync {
-        Some(every) => {
-            controller.reconcile_all_on(futures::stream::unfold((), move |()| async move {
-                tokio::time::sleep(every).await;
-                Some(((), ()))
-            }))
-        }
+        Some(period) => controller.reconcile_all_on(crate::k8s::every(period)),
         None => controller,
     }
 }
