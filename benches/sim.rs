@@ -4,6 +4,7 @@
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use showroom::sim::{SimCluster, SimOptions};
@@ -213,6 +214,8 @@ async fn demo_bench(quick: bool) {
             .unwrap()
             .items
             .iter()
+            // Only these (a template's warm pool adds demos of its own).
+            .filter(|d| d.name_any().starts_with("demo-bench"))
             .filter(|d| d.phase() == showroom::domain::lifecycle::Phase::Ready)
             .count();
         if ready == n {
