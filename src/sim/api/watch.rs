@@ -88,6 +88,18 @@ pub fn watch_response(
         }
         // Everything up to the moment the watch started was in the backlog.
         last = last.max(*rx.borrow_and_update());
+        // The type's events after `last`, as this watch's lines (moving `last` on);
+        // None when the log no longer holds them.
+        let drain = |last: &mut u64| -> Option<Vec<Bytes>> {
+            let mut lines = Vec::new();
+            for ev in store.events_since(&rt, *last).ok()? {
+                *last = ev.rv;
+                if matches(&ev) {
+                    lines.push(line(&ev));
+                }
+            }
+            Some(lines)
+        };
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let mut tick = tokio::time::interval(interval);
@@ -99,18 +111,11 @@ pub fn watch_response(
                         break;
                     }
                     rx.borrow_and_update();
-                    match store.events_since(&rt, last) {
-                        Ok(events) => {
-                            for ev in events {
-                                last = ev.rv;
-                                if matches(&ev) {
-                                    yield Ok(line(&ev));
-                                }
-                            }
-                        }
-                        // Fell behind what the log holds: closed, as the real server
-                        // closes a watcher too slow to keep up.
-                        Err(_) => break,
+                    // Fell behind what the log holds: closed, as the real server
+                    // closes a watcher too slow to keep up.
+                    let Some(lines) = drain(&mut last) else { break };
+                    for l in lines {
+                        yield Ok(l);
                     }
                 },
                 _ = epoch.changed() => break,
@@ -118,21 +123,13 @@ pub fn watch_response(
                 _ = tick.tick() => {
                     if bookmarks {
                         // A bookmark promises that every event up to its version was
-                        // sent: whatever of this type is newer than `last` goes first.
-                        // (A bookmark ahead of undelivered events made a watcher that
-                        // resumed from it miss them for good: at 10,000 demos, pods
-                        // the kubelet never saw.)
+                        // sent: whatever of this type is newer than `last` goes first
+                        // (a watcher that resumes from a bookmark ahead of unsent
+                        // events never gets them).
                         let rv = store.current_rv();
-                        match store.events_since(&rt, last) {
-                            Ok(events) => {
-                                for ev in events {
-                                    last = ev.rv;
-                                    if matches(&ev) {
-                                        yield Ok(line(&ev));
-                                    }
-                                }
-                            }
-                            Err(_) => break,
+                        let Some(lines) = drain(&mut last) else { break };
+                        for l in lines {
+                            yield Ok(l);
                         }
                         let rv = rv.max(last);
                         last = rv;
