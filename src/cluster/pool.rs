@@ -284,17 +284,17 @@ impl Pools {
                 now - c < chrono::Duration::from_std(slots::PENDING_GRACE).expect("grace")
             })
         };
+        // A young slot is left alone: its start or wake may still be under way (a wake's
+        // slot names a demo the cache still shows asleep until the wake is written).
+        // Slots of demos that stop counting are freed by the controller at once; this
+        // is the backstop.
         let doomed: Vec<String> = slots::orphaned(&leases, counts, now)
             .into_iter()
             .filter(|n| {
-                // A bound slot whose demo the cache does not know yet may be brand new.
-                let l = leases
+                !leases
                     .iter()
-                    .find(|l| l.name.as_deref() == Some(n.as_str()));
-                let bound_to_unknown = l
-                    .and_then(|l| l.labels.as_ref()?.get(DEMO_LABEL))
-                    .is_some_and(|d| demos.get(d).is_none());
-                !(bound_to_unknown && l.is_some_and(|l| young(l)))
+                    .find(|l| l.name.as_deref() == Some(n.as_str()))
+                    .is_some_and(|l| young(l))
             })
             .collect();
         let mut freed = 0;
