@@ -433,15 +433,16 @@ impl Store {
     }
 
     /// Starts a watch: the events after `from` (or the current objects as ADDED when
-    /// `from` is None), and a receiver of the type's newest resourceVersion for what
-    /// follows (`events_since`), with no gap between the two.
+    /// `from` is None), the store's version they reach, and a receiver of the type's
+    /// newest resourceVersion for what follows (`events_since` that version), with no
+    /// gap between the two.
     pub fn watch(
         &self,
         rt: &ResourceType,
         from: Option<u64>,
-    ) -> Result<(Vec<WatchEvent>, tokio::sync::watch::Receiver<u64>), ApiError> {
+    ) -> Result<(Vec<WatchEvent>, u64, tokio::sync::watch::Receiver<u64>), ApiError> {
         let key = rt.key();
-        let (backlog, current) = {
+        let (backlog, reached, current) = {
             let st = self.lock();
             let backlog = match from {
                 Some(rv) => Ok(Self::log_since(&st, &key, rv)?),
@@ -453,7 +454,7 @@ impl Store {
             };
             // Subscribed under the store's lock: nothing written after the backlog is
             // missed.
-            (backlog, self.channel(&key, st.rv).subscribe())
+            (backlog, st.rv, self.channel(&key, st.rv).subscribe())
         };
         // The current objects are read outside the lock.
         let backlog = backlog.unwrap_or_else(|objects| {
@@ -468,7 +469,7 @@ impl Store {
                 })
                 .collect()
         });
-        Ok((backlog, current))
+        Ok((backlog, reached, current))
     }
 
     fn log_since(st: &State, key: &TypeKey, rv: u64) -> Result<Vec<WatchEvent>, ApiError> {

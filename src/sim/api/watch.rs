@@ -33,7 +33,7 @@ pub fn watch_response(
             }
         },
     };
-    let (backlog, mut rx) = match api.store.watch(&t.rt, from) {
+    let (backlog, reached, mut rx) = match api.store.watch(&t.rt, from) {
         Ok(x) => x,
         // A watch from a compacted version opens, then reports 410 as an ERROR event,
         // which is what kube's watcher expects from a real API server.
@@ -86,8 +86,11 @@ pub fn watch_response(
                 yield Ok::<Bytes, std::convert::Infallible>(line(ev));
             }
         }
-        // Everything up to the moment the watch started was in the backlog.
-        last = last.max(*rx.borrow_and_update());
+        // The backlog held everything up to the version the store had when the watch
+        // started; not up to the newest one now: sending the backlog to a slow client
+        // takes a while, and what was written meanwhile comes next (`rx` has seen it
+        // change, so the loop drains it at once).
+        last = last.max(reached);
         // The type's events after `last`, as this watch's lines (moving `last` on);
         // None when the log no longer holds them.
         let drain = |last: &mut u64| -> Option<Vec<Bytes>> {
