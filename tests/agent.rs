@@ -139,6 +139,30 @@ async fn a_job_runs_vcluster_create_and_the_syncer_serves_the_app(mut tc: TestCl
     let page = page_at(addr).await;
     assert!(page.contains(&format!("vcluster {ns}/vc1")), "{page}");
 
+    // A synced pod or Service deleted on the host is made again by the syncer.
+    let services: Api<Service> = Api::namespaced(tc.client.clone(), &ns);
+    let old = pods.get("storefront-0-x-shop-x-vc1").await.unwrap().uid();
+    pods.delete("storefront-0-x-shop-x-vc1", &Default::default())
+        .await
+        .unwrap();
+    services
+        .delete("storefront-x-shop-x-vc1", &Default::default())
+        .await
+        .unwrap();
+    eventually(T, "the synced pod made again", || async {
+        let p = pods.get_opt("storefront-0-x-shop-x-vc1").await.ok()??;
+        (p.uid() != old && p.metadata.deletion_timestamp.is_none()).then_some(())
+    })
+    .await;
+    eventually(T, "the synced Service made again", || async {
+        services
+            .get_opt("storefront-x-shop-x-vc1")
+            .await
+            .ok()?
+            .map(|_| ())
+    })
+    .await;
+
     // Paused like `vcluster pause`: the pod goes, and so does the app.
     sets.patch(
         "vc1",

@@ -11,7 +11,7 @@ use crate::k8s::create_if_absent;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
-use kube::api::Api;
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -42,6 +42,9 @@ pub const MANAGED_BY: &str = "vcluster.loft.sh/managed-by";
 impl Syncer {
     pub async fn run(self: Arc<Self>) {
         let c = self.client.clone();
+        // What a vcluster's syncer hears of: its vcluster's own pod, and the host pods
+        // and Services it made (one deleted by hand is made again, as the syncer does).
+        // Only metadata: a change is all it needs to hear of.
         let controller = super::lean_controller(
             Api::<StatefulSet>::all(c.clone()),
             watcher::Config::default().labels("app=vcluster"),
@@ -49,13 +52,23 @@ impl Syncer {
             // Its objects' pods trigger it (the kubelet, resyncing, starts them).
             None,
         )
-        .watches(
-            Api::<Pod>::all(c),
-            watcher::Config::default().labels("app=vcluster"),
+        .watches_stream(
+            changes(
+                Api::<PartialObjectMeta<Pod>>::all(c.clone()),
+                "app=vcluster",
+            ),
             |pod| {
                 let release = pod.labels().get("release")?.clone();
                 Some(ObjectRef::new(&release).within(&pod.namespace()?))
             },
+        )
+        .watches_stream(
+            changes(Api::<PartialObjectMeta<Pod>>::all(c.clone()), MANAGED_BY),
+            made_by::<Pod>,
+        )
+        .watches_stream(
+            changes(Api::<PartialObjectMeta<Service>>::all(c), MANAGED_BY),
+            made_by::<Service>,
         );
         // Apps of vclusters that no longer exist stop too (their namespace was deleted).
         let sets = controller.store();
@@ -146,6 +159,29 @@ async fn reconcile(sts: Arc<StatefulSet>, s: Arc<Syncer>) -> Result<Action, Erro
         create_if_absent(&services, &svc).await?;
     }
     s.apps.start(&ns, &name, &apps, generation).await?;
-    // Synced pods deleted by hand come back, as the syncer would recreate them.
-    Ok(Action::requeue(Duration::from_secs(10)))
+    // Nothing to poll: a synced pod or Service deleted by hand triggers this again.
+    // (It requeued every 10 s once: at 10,000 vclusters, 5,000 API calls a second
+    // while nothing changed.)
+    Ok(Action::await_change())
+}
+
+/// The vcluster whose syncer made an object.
+fn made_by<K>(o: PartialObjectMeta<K>) -> Option<ObjectRef<StatefulSet>> {
+    let vcluster = o.metadata.labels.as_ref()?.get(MANAGED_BY)?;
+    Some(ObjectRef::new(vcluster).within(o.metadata.namespace.as_deref()?))
+}
+
+/// The changes of objects with these labels (metadata only), as a trigger stream.
+fn changes<K>(
+    api: Api<PartialObjectMeta<K>>,
+    labels: &str,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Send + Sync + 'static,
+{
+    use kube::runtime::WatchStreamExt;
+    watcher::watcher(api, watcher::Config::default().labels(labels))
+        .default_backoff()
+        .touched_objects()
 }
