@@ -690,6 +690,7 @@ async fn watcher_recovers_from_dropped_watches_and_faults() {
         throttle_rate: 0.1,
         conflict_rate: 0.2,
         latency: Duration::from_millis(5),
+        ..Default::default()
     });
     let mut created = 0;
     for i in 0..20 {

@@ -13,6 +13,9 @@ pub struct FaultSettings {
     pub conflict_rate: f64,
     /// Added to every request before it is served.
     pub latency: Duration,
+    /// Watch events are held this long before they are sent: a watch cache lagging
+    /// behind the writes, as a busy API server's does.
+    pub watch_delay: Duration,
 }
 
 #[derive(Debug, Default)]

@@ -58,6 +58,7 @@ pub fn watch_response(
     let rt = t.rt.clone();
     let store = api.store.clone();
     let interval = api.bookmark_interval;
+    let faults = api.faults.clone();
     let matches = move |ev: &WatchEvent| {
         (ns.is_empty() || *ev.namespace == *ns)
             && labels.matches(&ev.labels)
@@ -114,6 +115,10 @@ pub fn watch_response(
                         break;
                     }
                     rx.borrow_and_update();
+                    let lag = faults.get().watch_delay;
+                    if !lag.is_zero() {
+                        tokio::time::sleep(lag).await;
+                    }
                     // Fell behind what the log holds: closed, as the real server
                     // closes a watcher too slow to keep up.
                     let Some(lines) = drain(&mut last) else { break };
