@@ -246,6 +246,7 @@ pub async fn start(
                 catalogue.clone(),
                 metrics.clone(),
                 slots.clone(),
+                caches.demos.clone(),
             );
             ctx.notice_lead = cfg.notice_lead;
             ctx.notifier = match &cfg.notice_webhook {
@@ -324,13 +325,9 @@ async fn supervise(
         metrics.leader.set(1);
         let (stop, stop_rx) = watch::channel(false);
         let mut rx = stop_rx.clone();
-        let controller = tokio::spawn(controller::run(
-            work.ctx.clone(),
-            work.caches.demos.clone(),
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            },
-        ));
+        let controller = tokio::spawn(controller::run(work.ctx.clone(), async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }));
         let sweeps = work.schedule.clone().map(|s| {
             tokio::spawn(sweep_loop(
                 work.ctx.clone(),
