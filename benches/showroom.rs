@@ -293,6 +293,18 @@ fn print_scale(
         String::new(),
     );
     row(
+        "idle CPU after the fill (5 s): showroom, cores",
+        &|l| format!("{:.3}", l.idle_showroom_cores),
+        None,
+        String::new(),
+    );
+    row(
+        "idle CPU after the fill: bench process (simulation, agent), cores",
+        &|l| format!("{:.3}", l.idle_sim_cores),
+        None,
+        String::new(),
+    );
+    row(
         "landing page ÷ nginx",
         &|l| {
             l.nginx_rps

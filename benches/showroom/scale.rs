@@ -43,6 +43,10 @@ pub struct Level {
     pub landing_rps: f64,
     pub nginx_rps: Option<f64>,
     pub showroom_rss_mib: f64,
+    /// Cores busy while nothing is asked of showroom (5 s after the fill): showroom's
+    /// process and the bench's (the simulation and its agent).
+    pub idle_showroom_cores: f64,
+    pub idle_sim_cores: f64,
     pub sim_rss_mib: Option<f64>,
     pub sweep_plan: Option<Duration>,
     pub sweep_lists: Option<u64>,
@@ -78,6 +82,20 @@ fn rss_mib(pid: &str) -> f64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces; fields after its ')' are fixed.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // utime and stime are fields 14 and 15: 12 and 13 after the ')'.
+    let ticks = f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0);
+    ticks / 100.0
 }
 
 fn user_token(i: usize) -> String {
@@ -584,6 +602,7 @@ impl World {
         if demos > self.held.len() {
             level.fill = Some(self.fill(demos).await);
         }
+        self.idle(&mut level).await;
         let (out, lists) = self.starts(starts).await;
         level.start_p50 = out.quantile(0.5);
         level.start_p99 = out.quantile(0.99);
@@ -611,6 +630,28 @@ impl World {
         level.showroom_rss_mib = rss_mib(&self.showroom.id().to_string());
         level.sim_rss_mib = self.tc.sim.as_ref().map(|_| rss_mib("self"));
         level
+    }
+
+    /// What showroom and the simulation cost while nobody asks anything of them.
+    /// SHOWROOM_BENCH_HOLD=SECONDS waits that long first (to attach a profiler).
+    async fn idle(&self, level: &mut Level) {
+        if let Some(secs) = std::env::var("SHOWROOM_BENCH_HOLD")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            eprintln!(
+                "holding {secs} s: showroom is pid {}, the bench {}",
+                self.showroom.id(),
+                std::process::id()
+            );
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+        }
+        let pid = self.showroom.id().to_string();
+        let (s0, b0, t0) = (cpu_secs(&pid), cpu_secs("self"), Instant::now());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let wall = t0.elapsed().as_secs_f64();
+        level.idle_showroom_cores = (cpu_secs(&pid) - s0) / wall;
+        level.idle_sim_cores = (cpu_secs("self") - b0) / wall;
     }
 
     /// The API server's own create round trip: one at a time, and 50 at once.
