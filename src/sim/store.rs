@@ -13,16 +13,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, broadcast};
 
-/// How many events per resource type a watch can always resume from. Older ones are
-/// kept while younger than the store's history (`keep_history`), up to `LOG_MAX`;
-/// beyond that a watch from them gets 410 Gone.
+/// How many events per resource type a watch can resume from; older ones get 410 Gone.
 pub const LOG_CAPACITY: usize = 1000;
-/// The most events a type's log holds (the real watch cache's upper bound, 100 × 1024).
-pub const LOG_MAX: usize = 100 * 1024;
-/// How long events stay resumable by default: the real watch cache keeps 75 s of
-/// them. With only a fixed 1,000, a watcher busy for a second or two at 10,000 demos
-/// had to list everything again (44 LISTs of Demos, 105 of pods in one fill).
-pub const HISTORY: std::time::Duration = std::time::Duration::from_secs(75);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
@@ -54,8 +46,6 @@ pub struct WatchEvent {
     pub fields: Arc<BTreeMap<String, String>>,
     /// The object as `PartialObjectMetadata`, made when a metadata-only watcher asks.
     partial: Arc<std::sync::OnceLock<Bytes>>,
-    /// When it was written (the log keeps events for a while).
-    at: std::time::Instant,
 }
 
 impl WatchEvent {
@@ -69,7 +59,6 @@ impl WatchEvent {
             labels: Arc::new(labels_of(obj)),
             fields: Arc::new(fields_of(obj)),
             partial: Default::default(),
-            at: std::time::Instant::now(),
         }
     }
 
@@ -193,24 +182,6 @@ pub(super) struct Log {
     compacted: u64,
 }
 
-impl Log {
-    /// Drops what is beyond the newest `LOG_CAPACITY` and older than `history`, and
-    /// anything beyond `LOG_MAX`.
-    fn expire(&mut self, history: std::time::Duration) {
-        while self.events.len() > LOG_CAPACITY
-            && (self.events.len() > LOG_MAX
-                || self
-                    .events
-                    .front()
-                    .is_some_and(|e| e.at.elapsed() > history))
-        {
-            if let Some(old) = self.events.pop_front() {
-                self.compacted = old.rv;
-            }
-        }
-    }
-}
-
 pub struct State {
     pub(super) rv: u64,
     pub(super) types: BTreeMap<TypeKey, Arc<ResourceType>>,
@@ -324,8 +295,6 @@ pub struct Store {
     by_type: Mutex<HashMap<TypeKey, tokio::sync::watch::Sender<u64>>>,
     /// Wakes the namespace and garbage collectors.
     pub collect: Notify,
-    /// How long events stay in a type's log beyond its first `LOG_CAPACITY`.
-    history: Mutex<std::time::Duration>,
 }
 
 pub(super) const FOREGROUND: &str = "foregroundDeletion";
@@ -347,27 +316,7 @@ impl Store {
             events,
             by_type: Mutex::new(HashMap::new()),
             collect: Notify::new(),
-            history: Mutex::new(HISTORY),
         })
-    }
-
-    /// How long events stay resumable beyond the newest `LOG_CAPACITY` of a type
-    /// (zero: only those; tests use it to provoke 410 Gone).
-    pub fn keep_history(&self, d: std::time::Duration) {
-        *self.history.lock().unwrap_or_else(|p| p.into_inner()) = d;
-    }
-
-    fn history(&self) -> std::time::Duration {
-        *self.history.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Expires old events of every type, also of types nobody writes any more (a
-    /// write expires its own type's).
-    pub fn expire_logs(&self) {
-        let history = self.history();
-        for log in self.lock().logs.values_mut() {
-            log.expire(history);
-        }
     }
 
     /// The channel announcing a type's newest resourceVersion.
@@ -575,7 +524,11 @@ impl Store {
         let obj = Arc::new(obj);
         let log = st.logs.entry(key.clone()).or_default();
         log.events.push_back(WatchEvent::of(rv, kind, &obj, json));
-        log.expire(self.history());
+        while log.events.len() > LOG_CAPACITY {
+            if let Some(old) = log.events.pop_front() {
+                log.compacted = old.rv;
+            }
+        }
         if let Some(tx) = self
             .by_type
             .lock()

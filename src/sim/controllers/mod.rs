@@ -47,7 +47,6 @@ pub fn start(store: Arc<Store>) -> Vec<JoinHandle<()>> {
                 // the time, and a burst of deletions (a namespace's contents) is
                 // collected in one pass. Every deletion wakes it; the rare timer catches
                 // what no deletion announces (an object created with a missing owner).
-                collector.expire_logs();
                 let pause = (started.elapsed() * 2).max(Duration::from_millis(25));
                 tokio::select! {
                     _ = collector.collect.notified() => tokio::time::sleep(pause).await,
