@@ -199,7 +199,7 @@ pub async fn start(
         .share_domain
         .clone()
         .unwrap_or_else(|| format!("localhost:{}", addr.port()));
-    let state = AppState {
+    let state = AppState::new(web::Shared {
         client: client.clone(),
         demos: caches.demos.clone(),
         catalogue: catalogue.clone(),
@@ -231,7 +231,7 @@ pub async fn start(
         instance: cfg.instance.clone(),
         brand: cfg.brand.clone(),
         estimates: Default::default(),
-    };
+    });
 
     // Every replica serves; only the leader runs the controller, the sweeps and the pools.
     let election = match &cfg.leader {

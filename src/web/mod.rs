@@ -70,8 +70,26 @@ pub struct Limits {
     pub max_running_demos: u32,
 }
 
+/// What every handler reads, behind one `Arc`: axum clones the state for each
+/// extractor of each request, and cloning some twenty fields (each an `Arc` or a
+/// handle to a cache) cost the share landing page about 15% of its CPU.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub client: Client,
     pub demos: crate::cluster::cache::DemoCache,
     pub catalogue: Arc<Catalogue>,
