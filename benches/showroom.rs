@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 // The bench process plays `showroom dev` (the simulation and the agent), so it uses the
 // binary's allocator (src/main.rs): its RSS is then what `showroom dev` would hold.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -17,6 +17,7 @@ use std::sync::Arc;
 // mimalloc gives freed memory back to the system; with glibc's malloc, `showroom serve`
 // held about 75 MiB RSS for an 18 MiB live heap at 2,000 demos (heaptrack), the rest
 // kept from bursts such as a watch's initial list. Measured in README (issue 10).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
