@@ -153,11 +153,14 @@ pub fn sync(store: &Store, ns: &str, name: &str) -> Option<Duration> {
     if next["conditions"].is_null() {
         next.as_object_mut().map(|m| m.remove("conditions"));
     }
-    let _ = store.modify(&job_rt, ns, name, Part::Status, |cur| {
-        let mut n = cur.clone();
-        n["status"] = next;
-        Ok(n)
-    });
+    // Unchanged (most syncs: each of its pods' changes brings one): no write.
+    if job.get("status") != Some(&next) {
+        let _ = store.modify(&job_rt, ns, name, Part::Status, |cur| {
+            let mut n = cur.clone();
+            n["status"] = next;
+            Ok(n)
+        });
+    }
     again
 }
 

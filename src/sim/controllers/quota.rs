@@ -12,7 +12,7 @@ pub fn sync(store: &Store, ns: &str) -> Option<Duration> {
     let plan: Vec<(String, Value)> = {
         let st = store.lock();
         st.objects_of("", "resourcequotas", Some(ns))
-            .map(|q| {
+            .filter_map(|q| {
                 let hard = q["spec"]["hard"].clone();
                 let keys: Vec<String> = hard
                     .as_object()
@@ -22,10 +22,11 @@ pub fn sync(store: &Store, ns: &str) -> Option<Duration> {
                     .into_iter()
                     .map(|(k, q)| (k, json!(format_quantity(q))))
                     .collect();
-                (
-                    meta(&q, "name").unwrap_or_default(),
-                    json!({"hard": hard, "used": used}),
-                )
+                let status = json!({"hard": hard, "used": used});
+                // Unchanged (most syncs: every pod change in the namespace brings one):
+                // no write.
+                (q.get("status") != Some(&status))
+                    .then(|| (meta(&q, "name").unwrap_or_default(), status))
             })
             .collect()
     };

@@ -97,11 +97,15 @@ pub fn sync(store: &Store, ns: &str, name: &str) -> Option<Duration> {
             status[k] = json!(v);
         }
     }
-    let _ = store.modify(&sts_rt, ns, name, Part::Status, |cur| {
-        let mut n = cur.clone();
-        n["status"] = status;
-        Ok(n)
-    });
+    // Unchanged (most syncs): no write; the store would find it a no-op too, but only
+    // after parsing, copying and admitting the whole object.
+    if sts.get("status") != Some(&status) {
+        let _ = store.modify(&sts_rt, ns, name, Part::Status, |cur| {
+            let mut n = cur.clone();
+            n["status"] = status;
+            Ok(n)
+        });
+    }
     again
 }
 
