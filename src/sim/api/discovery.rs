@@ -9,8 +9,16 @@ use std::collections::BTreeMap;
 
 /// `/api`, `/apis`, `/api/v1`, `/apis/{g}/{v}`, `/version`.
 pub fn discovery(store: &Store, path: &str) -> Option<Response> {
-    let types = store.types();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // Every request passes here first: only a discovery path reads the types (a copy
+    // taken under the store's lock).
+    if !matches!(
+        segs.as_slice(),
+        ["version"] | ["api"] | ["api", _] | ["apis"] | ["apis", _, _]
+    ) {
+        return None;
+    }
+    let types = store.types();
     let resources = |g: &str, v: &str| {
         let list: Vec<Value> = types
             .iter()
