@@ -100,14 +100,22 @@ async fn shot(b: &Browser, dir: &std::path::Path, name: &str) {
 }
 
 async fn text(b: &Browser, css: &str) -> String {
-    b.wait()
-        .at_most(T)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .unwrap()
+    // A page that shows progress reloads itself while it waits: an element found just
+    // before a reload is stale when read, so it is found again on the new page.
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let el = b
+            .wait()
+            .at_most(T)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        match el.text().await {
+            Ok(t) => return t,
+            Err(e) if e.is_stale_element_reference() && std::time::Instant::now() < deadline => {}
+            Err(e) => panic!("reading {css}: {e}"),
+        }
+    }
 }
 
 async fn wait_css(b: &Browser, css: &str) {
