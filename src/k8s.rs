@@ -69,3 +69,20 @@ pub fn every(period: std::time::Duration) -> impl futures::Stream<Item = ()> + S
         Some(((), ()))
     })
 }
+
+/// A metadata-only watch of the objects with these labels, as a trigger stream for a
+/// controller: a change is all it needs to hear of; it reads the rest itself.
+pub fn changes_of<K>(
+    api: Api<kube::api::PartialObjectMeta<K>>,
+    labels: &str,
+) -> impl futures::Stream<Item = Result<kube::api::PartialObjectMeta<K>, kube::runtime::watcher::Error>>
++ Send
++ 'static
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    use kube::runtime::{WatchStreamExt, watcher};
+    watcher::watcher(api, watcher::Config::default().labels(labels))
+        .default_backoff()
+        .touched_objects()
+}

@@ -21,7 +21,6 @@ use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
@@ -260,19 +259,19 @@ pub async fn run(
     // The Demos come from the replica's cache (held once); of the rest, only metadata
     // is watched: a change is all the controller needs to hear of, it reads the rest.
     Controller::for_shared_stream(cache.triggers(), cache.store().clone())
-        .owns_stream(meta(
+        .owns_stream(crate::k8s::changes_of(
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
             &format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{mine}"),
         ))
         .watches_stream(
-            meta(
+            crate::k8s::changes_of(
                 Api::<PartialObjectMeta<StatefulSet>>::all(client.clone()),
                 "app=vcluster",
             ),
             move |s| by_namespace(s.namespace()),
         )
         .watches_stream(
-            meta(
+            crate::k8s::changes_of(
                 Api::<PartialObjectMeta<Job>>::all(client.clone()),
                 &format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"),
             ),
@@ -287,20 +286,6 @@ pub async fn run(
             }
         })
         .await;
-}
-
-/// A metadata-only watch of the objects with these labels, as a trigger stream.
-fn meta<K>(
-    api: Api<PartialObjectMeta<K>>,
-    labels: &str,
-) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
-where
-    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    K: Send + Sync + 'static,
-{
-    watcher::watcher(api, watcher::Config::default().labels(labels))
-        .default_backoff()
-        .touched_objects()
 }
 
 /// How soon to look again at a provisioning demo. Changes of its namespace, Job and

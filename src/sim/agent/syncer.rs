@@ -53,7 +53,7 @@ impl Syncer {
             None,
         )
         .watches_stream(
-            changes(
+            crate::k8s::changes_of(
                 Api::<PartialObjectMeta<Pod>>::all(c.clone()),
                 "app=vcluster",
             ),
@@ -63,11 +63,11 @@ impl Syncer {
             },
         )
         .watches_stream(
-            changes(Api::<PartialObjectMeta<Pod>>::all(c.clone()), MANAGED_BY),
+            crate::k8s::changes_of(Api::<PartialObjectMeta<Pod>>::all(c.clone()), MANAGED_BY),
             made_by::<Pod>,
         )
         .watches_stream(
-            changes(Api::<PartialObjectMeta<Service>>::all(c), MANAGED_BY),
+            crate::k8s::changes_of(Api::<PartialObjectMeta<Service>>::all(c), MANAGED_BY),
             made_by::<Service>,
         );
         // Apps of vclusters that no longer exist stop too (their namespace was deleted).
@@ -169,19 +169,4 @@ async fn reconcile(sts: Arc<StatefulSet>, s: Arc<Syncer>) -> Result<Action, Erro
 fn made_by<K>(o: PartialObjectMeta<K>) -> Option<ObjectRef<StatefulSet>> {
     let vcluster = o.metadata.labels.as_ref()?.get(MANAGED_BY)?;
     Some(ObjectRef::new(vcluster).within(o.metadata.namespace.as_deref()?))
-}
-
-/// The changes of objects with these labels (metadata only), as a trigger stream.
-fn changes<K>(
-    api: Api<PartialObjectMeta<K>>,
-    labels: &str,
-) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
-where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    K: Send + Sync + 'static,
-{
-    use kube::runtime::WatchStreamExt;
-    watcher::watcher(api, watcher::Config::default().labels(labels))
-        .default_backoff()
-        .touched_objects()
 }
