@@ -22,6 +22,7 @@ const T: Duration = Duration::from_secs(60);
 scenarios!(
     a_saved_demo_becomes_a_template_that_starts_from_its_snapshot,
     a_failed_save_leaves_no_template_and_says_why,
+    two_saves_at_once_start_one,
 );
 
 fn unique(prefix: &str) -> String {
@@ -276,5 +277,49 @@ async fn a_failed_save_leaves_no_template_and_says_why(tc: TestCluster) {
             .contains("wake it first"),
         "{v}"
     );
+    app.stop().await;
+}
+
+/// A double click (or two tabs) saving one demo under two names: one save starts, the
+/// other is refused and leaves no template behind, however stale the cache that both
+/// requests read.
+async fn two_saves_at_once_start_one(tc: TestCluster) {
+    let app = start_showroom(&tc, test_config()).await;
+    let alice = Client::new(&app, SALES);
+    let demo = ready_demo(&alice, "shop").await;
+    let path = format!("/api/v1/demos/{demo}/snapshot");
+    let (a, b) = (unique("twin"), unique("twin"));
+    let (body_a, body_b) = (
+        format!(r#"{{"template": "{a}"}}"#),
+        format!(r#"{{"template": "{b}"}}"#),
+    );
+    let ((code_a, va), (code_b, vb)) =
+        tokio::join!(alice.post(&path, &body_a), alice.post(&path, &body_b));
+    let mut codes = [code_a, code_b];
+    codes.sort();
+    assert_eq!(codes, [202, 409], "{va} {vb}");
+    let (won, lost, refusal) = if code_a == 202 {
+        (a, b, vb)
+    } else {
+        (b, a, va)
+    };
+    assert!(
+        refusal["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already"),
+        "{refusal}"
+    );
+    assert!(
+        saved_templates(&tc).get_opt(&lost).await.unwrap().is_none(),
+        "the refused save left its template behind"
+    );
+    let (_, v) = alice.get(&format!("/api/v1/demos/{demo}")).await;
+    assert_eq!(v["save"]["template"], won.as_str(), "{v}");
+    eventually(T, "the winner's template is written", || async {
+        listed(&alice, &won).await.map(|_| ())
+    })
+    .await;
+    assert!(listed(&alice, &lost).await.is_none());
     app.stop().await;
 }

@@ -69,6 +69,10 @@ pub enum SaveError {
 
 /// Starts saving `demo` as a new template: the DemoTemplate (not offered yet) and the
 /// demo's `status.save`. The leader does the rest.
+///
+/// `demo` may come from a cache that lags: the `status.save` write is guarded by the
+/// resourceVersion the checks saw, and on a conflict the checks run again on the stored
+/// Demo, so two saves of one demo never both start, however close together.
 pub async fn request(
     client: &Client,
     namespace: &str,
@@ -79,20 +83,7 @@ pub async fn request(
     by: &str,
 ) -> Result<DemoTemplate, SaveError> {
     let name = demo.name_any();
-    if demo.phase() != Phase::Ready {
-        return Err(SaveError::NotNow(format!(
-            "demo {name:?} is {}; a demo is saved while it runs (wake it first)",
-            demo.phase().as_str()
-        )));
-    }
-    if let Some(s) = demo.status.as_ref().and_then(|s| s.save.as_ref())
-        && s.phase == SavePhase::Saving
-    {
-        return Err(SaveError::NotNow(format!(
-            "demo {name:?} is being saved as {:?} already; wait until that is done",
-            s.template
-        )));
-    }
+    may_save(demo)?;
     let Some(origin) = catalogue.get(&demo.spec.template) else {
         return Err(SaveError::NotNow(format!(
             "the template {:?} of demo {name:?} no longer exists",
@@ -134,12 +125,58 @@ pub async fn request(
         finished_at: None,
         message: Some("writing the snapshot".into()),
     };
-    if let Err(e) = patch_status(client, &name, json!({"save": save})).await {
-        // The demo went away meanwhile: take the reservation back.
+    if let Err(e) = mark_saving(client, demo, &save).await {
+        // Refused (another save won, the demo changed) or gone: take the reservation back.
         let _ = forget(&api, &template.name).await;
-        return Err(e.into());
+        return Err(e);
     }
     Ok(created)
+}
+
+/// Whether `demo`, as read, may start a save.
+fn may_save(demo: &Demo) -> Result<(), SaveError> {
+    let name = demo.name_any();
+    if demo.phase() != Phase::Ready {
+        return Err(SaveError::NotNow(format!(
+            "demo {name:?} is {}; a demo is saved while it runs (wake it first)",
+            demo.phase().as_str()
+        )));
+    }
+    if let Some(s) = demo.status.as_ref().and_then(|s| s.save.as_ref())
+        && s.phase == SavePhase::Saving
+    {
+        return Err(SaveError::NotNow(format!(
+            "demo {name:?} is being saved as {:?} already; wait until that is done",
+            s.template
+        )));
+    }
+    Ok(())
+}
+
+/// Writes `status.save` only onto the Demo the checks passed on: at its resourceVersion,
+/// and after a conflict onto the stored Demo once the checks pass on it too.
+async fn mark_saving(client: &Client, demo: &Demo, save: &SaveStatus) -> Result<(), SaveError> {
+    let api: Api<Demo> = Api::all(client.clone());
+    let name = demo.name_any();
+    let mut seen = demo.resource_version();
+    for _ in 0..5 {
+        let patch = json!({"metadata": {"resourceVersion": seen}, "status": {"save": save}});
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if crate::k8s::is_conflict(&e) => {
+                let fresh = api.get(&name).await?;
+                may_save(&fresh)?;
+                seen = fresh.resource_version();
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(SaveError::NotNow(format!(
+        "demo {name:?} kept changing; try again"
+    )))
 }
 
 /// Removes a DemoTemplate for good (finalizer first).
