@@ -519,7 +519,19 @@ pub mod ops {
         } else {
             None
         };
+        // Judged again on the stored Demo: a second click (or a cache that lags behind
+        // the first) joins the reset already asked for instead of starting another.
         let reset = update_spec(s, name, |fresh| {
+            let done = fresh.status.as_ref().map_or(0, |st| st.reset_generation);
+            if fresh.spec.reset_generation > done {
+                return Ok(json!({}));
+            }
+            if !matches!(fresh.phase(), Phase::Ready | Phase::Sleeping | Phase::Waking) {
+                return Err(ApiError::conflict(format!(
+                    "demo {name:?} is {}; it can be reset once it is Ready",
+                    fresh.phase().as_str()
+                )));
+            }
             Ok(json!({"resetGeneration": fresh.spec.reset_generation + 1, "desiredState": "Running"}))
         })
         .await;
