@@ -104,6 +104,19 @@ pub fn watch_response(
             }
             Some(lines)
         };
+        // A bookmark promises that every event up to its version was sent: whatever of
+        // this type is newer than `last` goes first (a watcher that resumes from a
+        // bookmark ahead of unsent events never gets them). None as for `drain`.
+        let bookmark = |last: &mut u64| -> Option<Vec<Bytes>> {
+            let rv = store.current_rv();
+            let mut lines = drain(last)?;
+            *last = rv.max(*last);
+            let b = json!({"type": "BOOKMARK", "object": {
+                "kind": rt.kind, "apiVersion": rt.api_version(),
+                "metadata": {"resourceVersion": last.to_string(), "annotations": {}}}});
+            lines.push(Bytes::from(format!("{b}\n")));
+            Some(lines)
+        };
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let mut tick = tokio::time::interval(interval);
@@ -127,24 +140,23 @@ pub fn watch_response(
                     }
                 },
                 _ = epoch.changed() => break,
-                _ = &mut deadline => break,
-                _ = tick.tick() => {
-                    if bookmarks {
-                        // A bookmark promises that every event up to its version was
-                        // sent: whatever of this type is newer than `last` goes first
-                        // (a watcher that resumes from a bookmark ahead of unsent
-                        // events never gets them).
-                        let rv = store.current_rv();
-                        let Some(lines) = drain(&mut last) else { break };
+                _ = &mut deadline => {
+                    // As the real watch cache does (shortly before the deadline): the
+                    // watcher resumes from here, not from a bookmark seconds old that
+                    // a busy type's short log may no longer reach (410, a relist).
+                    if bookmarks && let Some(lines) = bookmark(&mut last) {
                         for l in lines {
                             yield Ok(l);
                         }
-                        let rv = rv.max(last);
-                        last = rv;
-                        let b = json!({"type": "BOOKMARK", "object": {
-                            "kind": rt.kind, "apiVersion": rt.api_version(),
-                            "metadata": {"resourceVersion": rv.to_string(), "annotations": {}}}});
-                        yield Ok(Bytes::from(format!("{b}\n")));
+                    }
+                    break;
+                }
+                _ = tick.tick() => {
+                    if bookmarks {
+                        let Some(lines) = bookmark(&mut last) else { break };
+                        for l in lines {
+                            yield Ok(l);
+                        }
                     }
                 }
             }
