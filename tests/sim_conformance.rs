@@ -931,3 +931,64 @@ async fn kubectl_gets_builtins_and_custom_resources(tc: TestCluster) {
         .delete("kubectl-widget", &DeleteParams::default())
         .await;
 }
+
+/// A watcher that does not read while more is written than the event log holds is
+/// closed, as the real API server closes an unresponsive one, and counted in
+/// `apiserver_terminated_watchers_total` (each such close costs its watcher a relist).
+#[tokio::test]
+async fn a_watcher_that_falls_behind_the_log_is_closed_and_counted() {
+    let mut tc = TestCluster::sim_with(showroom::sim::SimOptions {
+        agent: false,
+        ..Default::default()
+    })
+    .await;
+    let ns = tc.namespace().await;
+    let api: Api<ConfigMap> = Api::namespaced(tc.client.clone(), &ns);
+    let from = api
+        .list(&ListParams::default().limit(1))
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut events = api
+        .watch(&WatchParams::default(), &from)
+        .await
+        .unwrap()
+        .boxed();
+    // Some 70 MiB of events, unread: more than the socket buffers take (a loopback
+    // socket's receive buffer grows to 32 MiB here), so the server still holds most of
+    // them when the log moves past them.
+    let n = showroom::sim::store::LOG_CAPACITY + 100;
+    let big = "x".repeat(64 * 1024);
+    let writes = (0..n).map(|i| {
+        let (api, big) = (api.clone(), big.clone());
+        async move {
+            let mut o = cm(&format!("b{i}"), json!({}));
+            o.data = Some([("big".to_string(), big)].into());
+            api.create(&PostParams::default(), &o).await.unwrap();
+        }
+    });
+    futures::stream::iter(writes)
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    let mut added = 0;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(ev) = events.next().await {
+            if let Ok(WatchEvent::Added(_)) = ev {
+                added += 1;
+            }
+        }
+    })
+    .await
+    .expect("the watch is closed");
+    assert!(added < n, "closed before the end: {added} of {n} events");
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = tc.client.request_text(req).await.unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == "apiserver_terminated_watchers_total{resource=\"configmaps\"} 1"),
+        "{text}"
+    );
+}

@@ -141,9 +141,10 @@ async fn lists(client: &kube::Client) -> u64 {
         .sum::<f64>() as u64
 }
 
-/// The LIST requests the API server has served so far, by resource, most first: a
-/// watcher that fell behind the server's log relists, and shows here.
-async fn lists_by_resource(client: &kube::Client) -> Vec<(String, u64)> {
+/// An API server counter by resource, most first: the lines of `/metrics` that start
+/// with `prefix` (e.g. LIST requests: a watcher that fell behind the server's log
+/// relists, and shows here; watchers the server closed for it).
+async fn by_resource(client: &kube::Client, prefix: &str, filter: &str) -> Vec<(String, u64)> {
     let req = http::Request::get("/metrics")
         .body(Vec::new())
         .expect("request");
@@ -152,7 +153,7 @@ async fn lists_by_resource(client: &kube::Client) -> Vec<(String, u64)> {
     };
     let mut out: Vec<(String, u64)> = text
         .lines()
-        .filter(|l| l.starts_with("apiserver_request_total{") && l.contains("verb=\"LIST\""))
+        .filter(|l| l.starts_with(prefix) && l.contains(filter))
         .filter_map(|l| {
             let resource = l.split("resource=\"").nth(1)?.split('"').next()?;
             let n = l.rsplit(' ').next()?.parse::<f64>().ok()?;
@@ -623,9 +624,19 @@ impl World {
             for (plural, count, size) in stats.iter().take(14) {
                 eprintln!("  {plural:<28} {count:>7} {:>8} KiB", size / 1024);
             }
-            let lists = lists_by_resource(&self.tc.client).await;
-            let shown: Vec<String> = lists.iter().map(|(r, n)| format!("{r} {n}")).collect();
-            eprintln!("LIST requests so far, by resource: {}", shown.join(", "));
+            let client = &self.tc.client;
+            for (what, prefix, filter) in [
+                ("LIST requests", "apiserver_request_total{", "verb=\"LIST\""),
+                (
+                    "watchers closed for falling behind",
+                    "apiserver_terminated_watchers_total{",
+                    "",
+                ),
+            ] {
+                let counts = by_resource(client, prefix, filter).await;
+                let shown: Vec<String> = counts.iter().map(|(r, n)| format!("{r} {n}")).collect();
+                eprintln!("{what} so far, by resource: {}", shown.join(", "));
+            }
         }
         level.showroom_rss_mib = rss_mib(&self.showroom.id().to_string());
         level.sim_rss_mib = self.tc.sim.as_ref().map(|_| rss_mib("self"));

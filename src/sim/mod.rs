@@ -88,6 +88,7 @@ impl SimCluster {
             watch_epoch: epoch,
             bookmark_interval: opts.bookmark_interval,
             requests: Default::default(),
+            terminated_watchers: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;

@@ -32,12 +32,24 @@ pub struct SimApi {
     pub bookmark_interval: Duration,
     /// Requests served, by verb and resource, as `apiserver_request_total` counts them.
     pub requests: std::sync::Mutex<std::collections::BTreeMap<(&'static str, String), u64>>,
+    /// Watches closed for falling behind the event log, by resource, as the API
+    /// server's `apiserver_terminated_watchers_total` counts them: each costs its
+    /// watcher a relist.
+    pub terminated_watchers: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl SimApi {
     fn count(&self, verb: &'static str, resource: &str) {
         let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         *m.entry((verb, resource.to_string())).or_default() += 1;
+    }
+
+    fn terminated(&self, resource: &str) {
+        let mut m = self
+            .terminated_watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *m.entry(resource.to_string()).or_default() += 1;
     }
 
     /// `/metrics`: the request counts, in the API server's own metric and labels.
@@ -49,6 +61,17 @@ impl SimApi {
         for ((verb, resource), n) in m.iter() {
             out.push_str(&format!(
                 "apiserver_request_total{{resource=\"{resource}\",verb=\"{verb}\"}} {n}\n"
+            ));
+        }
+        drop(m);
+        out.push_str("# HELP apiserver_terminated_watchers_total Counter of watchers closed due to unresponsiveness broken by resource type.\n# TYPE apiserver_terminated_watchers_total counter\n");
+        let t = self
+            .terminated_watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (resource, n) in t.iter() {
+            out.push_str(&format!(
+                "apiserver_terminated_watchers_total{{resource=\"{resource}\"}} {n}\n"
             ));
         }
         ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()

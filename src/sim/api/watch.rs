@@ -59,6 +59,7 @@ pub fn watch_response(
     let store = api.store.clone();
     let interval = api.bookmark_interval;
     let faults = api.faults.clone();
+    let sim = api.clone();
     let matches = move |ev: &WatchEvent| {
         (ns.is_empty() || *ev.namespace == *ns)
             && labels.matches(&ev.labels)
@@ -134,7 +135,10 @@ pub fn watch_response(
                     }
                     // Fell behind what the log holds: closed, as the real server
                     // closes a watcher too slow to keep up.
-                    let Some(lines) = drain(&mut last) else { break };
+                    let Some(lines) = drain(&mut last) else {
+                        sim.terminated(&rt.plural);
+                        break;
+                    };
                     for l in lines {
                         yield Ok(l);
                     }
@@ -153,7 +157,10 @@ pub fn watch_response(
                 }
                 _ = tick.tick() => {
                     if bookmarks {
-                        let Some(lines) = bookmark(&mut last) else { break };
+                        let Some(lines) = bookmark(&mut last) else {
+                            sim.terminated(&rt.plural);
+                            break;
+                        };
                         for l in lines {
                             yield Ok(l);
                         }
