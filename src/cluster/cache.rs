@@ -9,6 +9,7 @@
 //! watch (`triggers`), so the Demos are held once.
 
 use super::crd::*;
+use super::meta::Meta;
 use super::slots::SLOT_LABEL;
 use base64::Engine;
 use futures::{Stream, StreamExt};
@@ -472,24 +473,8 @@ pub fn demos(client: &Client, instance: &Instance) -> (DemoCache, JoinHandle<()>
     (cache, task)
 }
 
-/// Of a metadata cache's objects, only showroom's own labels and annotations (and the
-/// managed-by label) are read: the rest, and ownerReferences and finalizers, are
-/// dropped on the way in (at 10,000 demos, each kept byte is 10,000 of them).
-fn strip_meta<K: Resource>(o: &mut K) {
-    let ours = |k: &String| k.starts_with("showroom.dev/") || k == MANAGED_BY_LABEL;
-    let m = o.meta_mut();
-    m.managed_fields = None;
-    m.owner_references = None;
-    m.finalizers = None;
-    if let Some(l) = &mut m.labels {
-        l.retain(|k, _| ours(k));
-    }
-    if let Some(a) = &mut m.annotations {
-        a.retain(|k, _| ours(k));
-    }
-}
-
-/// A metadata-only cache of a kind, kept current until the task is aborted.
+/// A metadata-only cache of a kind, kept current until the task is aborted. It keeps a
+/// compact [`Meta`] of each object (see there why), keyed by namespace and name.
 fn metadata<K>(
     api: Api<PartialObjectMeta<K>>,
     cfg: watcher::Config,
@@ -498,42 +483,70 @@ where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     K: Send + Sync + 'static,
 {
-    let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, cfg).default_backoff().modify(strip_meta),
-    );
-    let ready = Ready::new();
-    let r = ready.clone();
+    let cache = MetaCache {
+        objects: Default::default(),
+        ready: Ready::new(),
+        kind: std::marker::PhantomData,
+    };
+    let key = |o: &PartialObjectMeta<K>| {
+        format!(
+            "{}/{}",
+            o.metadata.namespace.as_deref().unwrap_or_default(),
+            o.metadata.name.as_deref().unwrap_or_default()
+        )
+    };
+    let c = cache.clone();
     let task = tokio::spawn(async move {
+        let stream = watcher(api, cfg).default_backoff();
         futures::pin_mut!(stream);
+        // While a relist is under way: the objects it has brought so far.
+        let mut relisted: Option<HashMap<String, Arc<Meta>>> = None;
         while let Some(ev) = stream.next().await {
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(e) => {
+                    tracing::debug!(error = %e, "metadata watch interrupted; retrying");
+                    continue;
+                }
+            };
             match ev {
-                Ok(watcher::Event::InitDone) => r.set(),
-                Ok(_) => {}
-                Err(e) => tracing::debug!(error = %e, "metadata watch interrupted; retrying"),
+                watcher::Event::Apply(o) => {
+                    c.write().insert(key(&o), Arc::new(Meta::of(&o.metadata)));
+                }
+                watcher::Event::Delete(o) => {
+                    c.write().remove(&key(&o));
+                }
+                watcher::Event::Init => relisted = Some(HashMap::new()),
+                watcher::Event::InitApply(o) => {
+                    relisted
+                        .get_or_insert_default()
+                        .insert(key(&o), Arc::new(Meta::of(&o.metadata)));
+                }
+                watcher::Event::InitDone => {
+                    *c.write() = relisted.take().unwrap_or_default();
+                    c.ready.set();
+                }
             }
         }
     });
-    (
-        MetaCache {
-            store: reader,
-            ready,
-        },
-        task,
-    )
+    (cache, task)
 }
 
 /// The metadata of every object of a kind that a watch selects.
 #[derive(Clone)]
-pub struct MetaCache<K: Resource<DynamicType = ()> + 'static> {
-    store: Store<PartialObjectMeta<K>>,
+pub struct MetaCache<K> {
+    objects: Arc<RwLock<HashMap<String, Arc<Meta>>>>,
     ready: Ready,
+    kind: std::marker::PhantomData<fn() -> K>,
 }
 
-impl<K: Resource<DynamicType = ()> + Clone + 'static> MetaCache<K> {
-    pub fn state(&self) -> Vec<Arc<PartialObjectMeta<K>>> {
-        self.store.state()
+impl<K> MetaCache<K> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Meta>>> {
+        self.objects.write().unwrap_or_else(|p| p.into_inner())
+    }
+    pub fn state(&self) -> Vec<Arc<Meta>> {
+        let objects = self.objects.read().unwrap_or_else(|p| p.into_inner());
+        objects.values().cloned().collect()
     }
     pub async fn wait_until_ready(&self) {
         self.ready.wait().await

@@ -8,6 +8,7 @@ pub mod controller;
 pub mod crd;
 pub mod leader;
 pub mod lease;
+pub mod meta;
 pub mod notifier;
 pub mod pool;
 pub mod provisioner;

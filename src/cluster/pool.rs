@@ -264,8 +264,7 @@ impl Pools {
     /// Frees slots whose demo no longer counts, or that were never bound. Works from
     /// the caches; a slot that changed since the cache saw it is left for next time.
     pub async fn janitor(&self) -> Result<usize, kube::Error> {
-        let leases: Vec<_> = self.slot_cache.state();
-        let leases: Vec<&kube::core::ObjectMeta> = leases.iter().map(|l| &l.metadata).collect();
+        let leases = self.slot_cache.state();
         let demos = &self.cache;
         let now = chrono::Utc::now();
         let counts = |kind: Kind, name: &str| match demos.get(name) {
@@ -279,8 +278,8 @@ impl Pools {
                 }
             }
         };
-        let young = |l: &kube::core::ObjectMeta| {
-            super::time::created_at(l).is_some_and(|c| {
+        let young = |l: &super::meta::Meta| {
+            l.created.is_some_and(|c| {
                 now - c < chrono::Duration::from_std(slots::PENDING_GRACE).expect("grace")
             })
         };
@@ -293,7 +292,7 @@ impl Pools {
             .filter(|n| {
                 !leases
                     .iter()
-                    .find(|l| l.name.as_deref() == Some(n.as_str()))
+                    .find(|l| *l.name == **n)
                     .is_some_and(|l| young(l))
             })
             .collect();
@@ -301,8 +300,8 @@ impl Pools {
         for n in &doomed {
             let rv = leases
                 .iter()
-                .find(|l| l.name.as_deref() == Some(n.as_str()))
-                .and_then(|l| l.resource_version.clone());
+                .find(|l| *l.name == **n)
+                .and_then(|l| l.resource_version.as_deref().map(String::from));
             if self.slots.free_unchanged(n, rv).await? {
                 tracing::info!(slot = %n, "freed a slot whose demo no longer holds it");
                 freed += 1;

@@ -16,12 +16,13 @@
 //! after the start has answered.
 
 use super::crd::*;
+use super::meta::Meta;
 use crate::k8s::{is_already_exists, is_not_found};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::core::ObjectMeta;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `user` or `run`.
@@ -230,19 +231,19 @@ impl Slots {
             return self.free_listed(demo, kind).await;
         };
         for l in cache.state() {
-            if !self.is_slot_of(&l.metadata, demo, kind) {
+            if !self.is_slot_of(&l, demo, kind) {
                 continue;
             }
             // The cache may be behind: a slot freed and taken again since then has a
             // new uid, and is someone else's now. The precondition leaves it alone.
             let dp = DeleteParams {
                 preconditions: Some(kube::api::Preconditions {
-                    uid: l.metadata.uid.clone(),
+                    uid: l.uid.as_deref().map(String::from),
                     resource_version: None,
                 }),
                 ..Default::default()
             };
-            match self.api().delete(&l.name_any(), &dp).await {
+            match self.api().delete(&l.name, &dp).await {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) || crate::k8s::is_conflict(&e) => {}
                 Err(e) => return Err(e),
@@ -252,8 +253,8 @@ impl Slots {
     }
 
     /// Whether a Lease is this instance's slot of `kind` (any, if None) bound to `demo`.
-    fn is_slot_of(&self, m: &ObjectMeta, demo: &str, kind: Option<Kind>) -> bool {
-        let label = |k: &str| m.labels.as_ref().and_then(|l| l.get(k)).map(String::as_str);
+    fn is_slot_of(&self, m: &Meta, demo: &str, kind: Option<Kind>) -> bool {
+        let label = |k: &str| m.label(k);
         label(INSTANCE_LABEL) == Some(self.instance.name())
             && label(DEMO_LABEL) == Some(demo)
             && kind.is_none_or(|k| label(SLOT_LABEL) == Some(k.as_str()))
@@ -283,11 +284,11 @@ impl Slots {
             return self.holds_run_listed(demo).await;
         };
         for l in cache.state() {
-            if !self.is_slot_of(&l.metadata, demo, Some(Kind::Run)) {
+            if !self.is_slot_of(&l, demo, Some(Kind::Run)) {
                 continue;
             }
-            if let Some(fresh) = self.api().get_opt(&l.name_any()).await?
-                && self.is_slot_of(&fresh.metadata, demo, Some(Kind::Run))
+            if let Some(fresh) = self.api().get_opt(&l.name).await?
+                && self.is_slot_of(&Meta::of(&fresh.metadata), demo, Some(Kind::Run))
             {
                 return Ok(true);
             }
@@ -311,28 +312,26 @@ impl Slots {
 /// `PENDING_GRACE` (its replica died mid-start), or bound to a demo that no longer
 /// counts (`counts(kind, demo)` false, or the demo gone).
 pub fn orphaned(
-    leases: &[&ObjectMeta],
+    leases: &[Arc<Meta>],
     counts: impl Fn(Kind, &str) -> bool,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<String> {
-    let none = std::collections::BTreeMap::new();
     leases
         .iter()
         .filter(|l| {
-            let labels = l.labels.as_ref().unwrap_or(&none);
-            let kind = match labels.get(SLOT_LABEL).map(String::as_str) {
+            let kind = match l.label(SLOT_LABEL) {
                 Some("user") => Kind::User,
                 Some("run") => Kind::Run,
                 _ => return false,
             };
-            match labels.get(DEMO_LABEL) {
+            match l.label(DEMO_LABEL) {
                 Some(demo) => !counts(kind, demo),
-                None => super::time::created_at(l).is_some_and(|c| {
+                None => l.created.is_some_and(|c| {
                     now - c > chrono::Duration::from_std(PENDING_GRACE).expect("a minute")
                 }),
             }
         })
-        .filter_map(|l| l.name.clone())
+        .map(|l| l.name.to_string())
         .collect()
 }
 
@@ -340,16 +339,17 @@ pub fn orphaned(
 mod tests {
     use super::*;
 
-    fn lease(name: &str, kind: &str, demo: Option<&str>, age_s: i64) -> ObjectMeta {
+    fn lease(name: &str, kind: &str, demo: Option<&str>, age_s: i64) -> Arc<Meta> {
         let created = (chrono::Utc::now() - chrono::Duration::seconds(age_s)).to_rfc3339();
         let mut labels = json!({SLOT_LABEL: kind});
         if let Some(d) = demo {
             labels[DEMO_LABEL] = json!(d);
         }
-        serde_json::from_value(
+        let m: kube::core::ObjectMeta = serde_json::from_value(
             json!({"name": name, "labels": labels, "creationTimestamp": created}),
         )
-        .unwrap()
+        .unwrap();
+        Arc::new(Meta::of(&m))
     }
 
     #[test]
@@ -367,7 +367,6 @@ mod tests {
             "demo-asleep" => kind == Kind::User,
             _ => false,
         };
-        let leases: Vec<&ObjectMeta> = leases.iter().collect();
         let mut freed = orphaned(&leases, counts, chrono::Utc::now());
         freed.sort();
         assert_eq!(freed, ["asleep-run", "gone-user", "old-pending"]);

@@ -10,14 +10,14 @@
 use super::actions;
 use super::crd::*;
 use super::lease;
+use super::meta::Meta;
 use super::time;
 use crate::domain::lifecycle::{Action, decide};
 use crate::domain::template::Catalogue;
 use crate::metrics::{Metrics, label};
 use chrono::{DateTime, Duration, Utc};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ListParams, PartialObjectMeta};
-use kube::core::ObjectMeta;
+use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -129,31 +129,27 @@ fn item(kind: &str, name: &str, action: &str, reason: impl Into<String>) -> Plan
 /// Why a namespace may not be deleted as an orphan (None: it is an orphan).
 fn orphan_objection(
     instance: &Instance,
-    ns: &ObjectMeta,
+    ns: &Meta,
     demo_uids: &HashSet<String>,
     now: DateTime<Utc>,
     grace: Duration,
 ) -> Option<String> {
-    let name = ns.name.clone().unwrap_or_default();
-    let none = Default::default();
-    let labels = ns.labels.as_ref().unwrap_or(&none);
-    let annotations = ns.annotations.as_ref().unwrap_or(&none);
-    if !name.starts_with(NAME_PREFIX) {
+    if !ns.name.starts_with(NAME_PREFIX) {
         return Some(format!("name lacks the {NAME_PREFIX:?} prefix"));
     }
-    if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY_VALUE) {
+    if ns.label(MANAGED_BY_LABEL) != Some(MANAGED_BY_VALUE) {
         return Some(format!("no {MANAGED_BY_LABEL}={MANAGED_BY_VALUE} label"));
     }
-    if !instance.owns(labels) {
+    if ns.label(INSTANCE_LABEL) != Some(instance.name()) {
         return Some(format!("no {} label", instance.selector()));
     }
-    let Some(uid) = annotations.get(DEMO_UID_ANNOTATION) else {
+    let Some(uid) = ns.annotation(DEMO_UID_ANNOTATION) else {
         return Some(format!("no {DEMO_UID_ANNOTATION} annotation"));
     };
     if demo_uids.contains(uid) {
         return Some("its Demo exists".into());
     }
-    let age = time::created_at(ns).map_or(Duration::zero(), |c| now - c);
+    let age = ns.created.map_or(Duration::zero(), |c| now - c);
     if age < grace {
         return Some(format!(
             "younger than the {} grace period",
@@ -167,7 +163,7 @@ fn orphan_objection(
 pub async fn list_all(
     client: &Client,
     instance: &Instance,
-) -> Result<(Vec<Arc<Demo>>, Vec<Arc<PartialObjectMeta<Namespace>>>), kube::Error> {
+) -> Result<(Vec<Arc<Demo>>, Vec<Arc<Meta>>), kube::Error> {
     let demos_api = Api::<Demo>::all(client.clone());
     let demos = paged(ListParams::default().labels(&instance.selector()), |lp| {
         let api = demos_api.clone();
@@ -180,7 +176,10 @@ pub async fn list_all(
         let api = ns_api.clone();
         async move { api.list_metadata(&lp).await }
     })
-    .await?;
+    .await?
+    .iter()
+    .map(|n| Arc::new(Meta::of(&n.metadata)))
+    .collect();
     Ok((demos, namespaces))
 }
 
@@ -207,7 +206,7 @@ where
 /// caller has seen of them (the caches, or `list_all`).
 pub fn plan(
     demos: &[Arc<Demo>],
-    namespaces: &[Arc<PartialObjectMeta<Namespace>>],
+    namespaces: &[Arc<Meta>],
     instance: &Instance,
     catalogue: &Catalogue,
     opts: &SweepOptions,
@@ -255,7 +254,7 @@ pub fn plan(
         plan.steps.push(step);
     }
     for ns in namespaces {
-        if let Some(step) = namespace_step(&ns.metadata, instance, &demo_uids, opts, now) {
+        if let Some(step) = namespace_step(ns, instance, &demo_uids, opts, now) {
             plan.steps.push(step);
         }
     }
@@ -264,27 +263,24 @@ pub fn plan(
 
 /// What the sweep does about one namespace, if anything.
 fn namespace_step(
-    ns: &ObjectMeta,
+    ns: &Meta,
     instance: &Instance,
     demo_uids: &HashSet<String>,
     opts: &SweepOptions,
     now: DateTime<Utc>,
 ) -> Option<(PlanItem, Step)> {
-    let name = ns.name.clone().unwrap_or_default();
-    let none = Default::default();
-    let labels = ns.labels.as_ref().unwrap_or(&none);
-    let annotations = ns.annotations.as_ref().unwrap_or(&none);
+    let name = ns.name.to_string();
     let looks_ours = name.starts_with(NAME_PREFIX)
-        || labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
-        || annotations.contains_key(DEMO_UID_ANNOTATION);
+        || ns.label(MANAGED_BY_LABEL) == Some(MANAGED_BY_VALUE)
+        || ns.annotation(DEMO_UID_ANNOTATION).is_some();
     // Another installation's namespaces are its own business.
-    let other_instance = labels
-        .get(INSTANCE_LABEL)
+    let other_instance = ns
+        .label(INSTANCE_LABEL)
         .is_some_and(|i| i != instance.name());
     if !looks_ours || other_instance {
         return None;
     }
-    if let Some(deleted) = time::deleted_at(ns) {
+    if let Some(deleted) = ns.deleted {
         if now - deleted >= opts.stuck_after {
             let why = format!(
                 "terminating for {}; check finalizers on its objects",
@@ -302,7 +298,7 @@ fn namespace_step(
                 "delete-orphan",
                 "its Demo no longer exists",
             ),
-            Step::DeleteOrphan(name, ns.uid.clone().unwrap_or_default()),
+            Step::DeleteOrphan(name, ns.uid.as_deref().unwrap_or_default().to_string()),
         )),
         Some(why) if why == "its Demo exists" => None,
         Some(why) => Some((
@@ -342,7 +338,14 @@ async fn delete_orphan(
         .into_iter()
         .collect();
     if owner.is_none()
-        || orphan_objection(instance, &ns.metadata, &live, Utc::now(), opts.orphan_grace).is_some()
+        || orphan_objection(
+            instance,
+            &Meta::of(&ns.metadata),
+            &live,
+            Utc::now(),
+            opts.orphan_grace,
+        )
+        .is_some()
     {
         return Ok(false);
     }
@@ -484,9 +487,10 @@ mod tests {
         labels: serde_json::Value,
         annotations: serde_json::Value,
         age_min: i64,
-    ) -> Namespace {
+    ) -> Meta {
         let created = (Utc::now() - Duration::minutes(age_min)).to_rfc3339();
-        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels, "annotations": annotations, "creationTimestamp": created}})).unwrap()
+        let n: Namespace = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels, "annotations": annotations, "creationTimestamp": created}})).unwrap();
+        Meta::of(&n.metadata)
     }
 
     #[test]
@@ -500,7 +504,7 @@ mod tests {
         assert_eq!(
             orphan_objection(
                 &me,
-                &ns("demo-1", good_l.clone(), good_a.clone(), 60).metadata,
+                &ns("demo-1", good_l.clone(), good_a.clone(), 60),
                 &live,
                 now,
                 g
@@ -539,9 +543,9 @@ mod tests {
         ];
         for c in cases {
             assert!(
-                orphan_objection(&me, &c.metadata, &live, now, g).is_some(),
+                orphan_objection(&me, &c, &live, now, g).is_some(),
                 "{} must not be an orphan",
-                c.name_any()
+                c.name
             );
         }
     }
