@@ -44,6 +44,33 @@ fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
     .unwrap()
 }
 
+/// ConfigMaps b0..b{n} of `kib` KiB each, 16 at a time: a watch's worth of bytes.
+async fn make_big(api: &Api<ConfigMap>, n: usize, kib: usize) {
+    let big = "x".repeat(kib * 1024);
+    let writes = (0..n).map(|i| {
+        let (api, big) = (api.clone(), big.clone());
+        async move {
+            let mut o = cm(&format!("b{i}"), json!({}));
+            o.data = Some([("big".to_string(), big)].into());
+            api.create(&PostParams::default(), &o).await.unwrap();
+        }
+    });
+    futures::stream::iter(writes)
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+/// The list's resourceVersion: a watch from it sees everything written after.
+async fn newest_version(api: &Api<ConfigMap>) -> String {
+    api.list(&ListParams::default().limit(1))
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap()
+}
+
 fn status_of(e: kube::Error) -> (u16, String) {
     match e {
         kube::Error::Api(s) => (s.code, s.reason.clone()),
@@ -349,29 +376,11 @@ async fn a_watch_from_a_paged_list_sees_what_was_made_meanwhile(mut tc: TestClus
 async fn a_watch_misses_nothing_written_while_it_sends_its_backlog(mut tc: TestCluster) {
     let ns = tc.namespace().await;
     let api: Api<ConfigMap> = Api::namespaced(tc.client.clone(), &ns);
-    let from = api
-        .list(&ListParams::default().limit(1))
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let from = newest_version(&api).await;
     // About 7 MiB of backlog: more than the socket buffers hold, so the server is
     // still sending it when the last object is made.
     const N: usize = 900;
-    let big = "x".repeat(8 * 1024);
-    let writes = (0..N).map(|i| {
-        let (api, big) = (api.clone(), big.clone());
-        async move {
-            let mut o = cm(&format!("b{i}"), json!({}));
-            o.data = Some([("big".to_string(), big)].into());
-            api.create(&PostParams::default(), &o).await.unwrap();
-        }
-    });
-    futures::stream::iter(writes)
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await;
+    make_big(&api, N, 8).await;
     let mut events = api
         .watch(&WatchParams::default(), &from)
         .await
@@ -417,13 +426,7 @@ async fn a_watch_misses_nothing_written_while_it_sends_its_backlog(mut tc: TestC
 async fn a_watch_ends_with_a_bookmark_as_new_as_its_types_writes(mut tc: TestCluster) {
     let ns = tc.namespace().await;
     let api: Api<ConfigMap> = Api::namespaced(tc.client.clone(), &ns);
-    let from = api
-        .list(&ListParams::default().limit(1))
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let from = newest_version(&api).await;
     let mut events = api
         .watch(
             &WatchParams::default()
@@ -944,13 +947,7 @@ async fn a_watcher_that_falls_behind_the_log_is_closed_and_counted() {
     .await;
     let ns = tc.namespace().await;
     let api: Api<ConfigMap> = Api::namespaced(tc.client.clone(), &ns);
-    let from = api
-        .list(&ListParams::default().limit(1))
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let from = newest_version(&api).await;
     let mut events = api
         .watch(&WatchParams::default(), &from)
         .await
@@ -960,19 +957,7 @@ async fn a_watcher_that_falls_behind_the_log_is_closed_and_counted() {
     // socket's receive buffer grows to 32 MiB here), so the server still holds most of
     // them when the log moves past them.
     let n = showroom::sim::store::LOG_CAPACITY + 100;
-    let big = "x".repeat(64 * 1024);
-    let writes = (0..n).map(|i| {
-        let (api, big) = (api.clone(), big.clone());
-        async move {
-            let mut o = cm(&format!("b{i}"), json!({}));
-            o.data = Some([("big".to_string(), big)].into());
-            api.create(&PostParams::default(), &o).await.unwrap();
-        }
-    });
-    futures::stream::iter(writes)
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await;
+    make_big(&api, n, 64).await;
     let mut added = 0;
     tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(ev) = events.next().await {
