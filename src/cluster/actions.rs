@@ -23,6 +23,55 @@ pub async fn patch_status(client: &Client, name: &str, status: Value) -> Result<
     .await
 }
 
+/// The part of a Demo a guarded write changes.
+#[derive(Clone, Copy)]
+pub enum Part {
+    Spec,
+    Status,
+}
+
+/// Read-modify-write of a Demo at the API server, guarded by its resourceVersion and
+/// retried on conflict. `judge` sees the Demo the write will land on: `seen` first (a
+/// cached copy, to save a GET; None reads the stored one), then the stored one after
+/// each conflict. It returns the fields of `part` to merge, or refuses. So a check is
+/// never passed on a stale copy alone (a cache lagging a double click), and concurrent
+/// changes never overwrite one another. `busy` is the error once it kept changing.
+pub async fn guarded_write<E: From<kube::Error>>(
+    client: &Client,
+    name: &str,
+    seen: Option<Demo>,
+    part: Part,
+    judge: impl Fn(&Demo) -> Result<Value, E>,
+    busy: impl FnOnce() -> E,
+) -> Result<Demo, E> {
+    let api: Api<Demo> = Api::all(client.clone());
+    let mut current = match seen {
+        Some(d) => d,
+        None => api.get(name).await?,
+    };
+    let pp = PatchParams::default();
+    for _ in 0..5 {
+        let fields = judge(&current)?;
+        let rv = json!({"resourceVersion": current.resource_version()});
+        let written = match part {
+            Part::Spec => {
+                let patch = Patch::Merge(json!({"metadata": rv, "spec": fields}));
+                api.patch(name, &pp, &patch).await
+            }
+            Part::Status => {
+                let patch = Patch::Merge(json!({"metadata": rv, "status": fields}));
+                api.patch_status(name, &pp, &patch).await
+            }
+        };
+        match written {
+            Ok(d) => return Ok(d),
+            Err(e) if crate::k8s::is_conflict(&e) => current = api.get(name).await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(busy())
+}
+
 pub async fn patch_spec(client: &Client, name: &str, spec: Value) -> Result<Demo, kube::Error> {
     let api: Api<Demo> = Api::all(client.clone());
     api.patch(

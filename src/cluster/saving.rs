@@ -10,7 +10,7 @@
 //! is Ready; when anything fails, the DemoTemplate is deleted (no half template) and
 //! the demo's `status.save` says why.
 
-use super::actions::{namespace_of, patch_status, vcluster_of};
+use super::actions::{Part, guarded_write, namespace_of, patch_status, vcluster_of};
 use super::cache::DemoCache;
 use super::controller::Context;
 use super::crd::*;
@@ -153,30 +153,22 @@ fn may_save(demo: &Demo) -> Result<(), SaveError> {
     Ok(())
 }
 
-/// Writes `status.save` only onto the Demo the checks passed on: at its resourceVersion,
-/// and after a conflict onto the stored Demo once the checks pass on it too.
+/// Writes `status.save` only onto a Demo the checks pass on (see `guarded_write`).
 async fn mark_saving(client: &Client, demo: &Demo, save: &SaveStatus) -> Result<(), SaveError> {
-    let api: Api<Demo> = Api::all(client.clone());
     let name = demo.name_any();
-    let mut seen = demo.resource_version();
-    for _ in 0..5 {
-        let patch = json!({"metadata": {"resourceVersion": seen}, "status": {"save": save}});
-        match api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(e) if crate::k8s::is_conflict(&e) => {
-                let fresh = api.get(&name).await?;
-                may_save(&fresh)?;
-                seen = fresh.resource_version();
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(SaveError::NotNow(format!(
-        "demo {name:?} kept changing; try again"
-    )))
+    guarded_write(
+        client,
+        &name,
+        Some(demo.clone()),
+        Part::Status,
+        |d| {
+            may_save(d)?;
+            Ok(json!({"save": save}))
+        },
+        || SaveError::NotNow(format!("demo {name:?} kept changing; try again")),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// Removes a DemoTemplate for good (finalizer first).

@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -151,29 +151,24 @@ fn parse_opt(field: &str, v: &Option<String>) -> Result<Option<chrono::Duration>
         .transpose()
 }
 
-/// Read-modify-write of a Demo's spec at the API server, guarded by its
-/// resourceVersion and retried on conflict: `f` sees the stored Demo (never the cache)
-/// and returns the spec fields to merge, so concurrent changes never lose one another.
+/// Read-modify-write of a Demo's spec at the API server (`guarded_write`): `f` sees the
+/// stored Demo (never the cache) and returns the spec fields to merge, so concurrent
+/// changes never lose one another.
 pub(super) async fn update_spec(
     s: &AppState,
     name: &str,
     f: impl Fn(&Demo) -> Result<serde_json::Value, ApiError>,
 ) -> Result<Demo, ApiError> {
-    let api: Api<Demo> = Api::all(s.client.clone());
-    for _ in 0..5 {
-        let d = api.get(name).await?;
-        let spec = f(&d)?;
-        let patch = json!({"metadata": {"resourceVersion": d.resource_version()}, "spec": spec});
-        match api
-            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-        {
-            Ok(d) => return Ok(shown(s, d).await),
-            Err(e) if crate::k8s::is_conflict(&e) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ApiError::conflict("the demo kept changing; try again"))
+    let d = crate::cluster::actions::guarded_write(
+        &s.client,
+        name,
+        None,
+        crate::cluster::actions::Part::Spec,
+        f,
+        || ApiError::conflict("the demo kept changing; try again"),
+    )
+    .await?;
+    Ok(shown(s, d).await)
 }
 
 /// A Demo just written, once this replica's cache shows it (or after a short wait):
