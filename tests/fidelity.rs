@@ -655,10 +655,17 @@ async fn quota_refuses_pods_without_resources_unless_a_limit_range_fills_them_in
             "spec": {"limits": [{"type": "Container", "default": {"memory": "512Mi"}, "defaultRequest": {"cpu": "600m"}}]}})))
         .await
         .unwrap();
-    let admitted = pods
-        .create(&PostParams::default(), &pod("one"))
-        .await
-        .unwrap();
+    // Admission reads LimitRanges from a cache too: a real API server may refuse the
+    // pod until it sees the new one (its lookup for "bare" above found none, and that
+    // answer is kept a while), so the pod is retried while the refusal is the quota's.
+    let admitted = eventually(T, "the LimitRange applied", || async {
+        match pods.create(&PostParams::default(), &pod("one")).await {
+            Ok(p) => Some(p),
+            Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("failed quota") => None,
+            Err(e) => panic!("{e}"),
+        }
+    })
+    .await;
     let r = admitted.spec.unwrap().containers[0]
         .resources
         .clone()
