@@ -182,6 +182,50 @@ async fn kubectl_creates_applies_edits_and_deletes(tc: TestCluster) {
     assert!(ok, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["data"]["greeting"], "after");
+    // get, as a table in pages (kubectl asks for 500 rows at a time and follows the
+    // continue token; a table without one ended `kubectl get demos` at 500).
+    for i in 0..4 {
+        cms.create(
+            &PostParams::default(),
+            &obj(json!({"metadata": {"name": format!("paged-{i}")}})),
+        )
+        .await
+        .unwrap();
+    }
+    let (ok, out, err) = kubectl(
+        &tc,
+        &[
+            "-n",
+            &ns,
+            "get",
+            "configmaps",
+            "--chunk-size=2",
+            "--no-headers",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    // (The real control plane here is MicroShift's build, which also publishes an
+    // `openshift-service-ca.crt` in every namespace; see realkube/README.md.)
+    let mut names: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| !n.starts_with("openshift-"))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "cfg",
+            "kube-root-ca.crt",
+            "paged-0",
+            "paged-1",
+            "paged-2",
+            "paged-3"
+        ],
+        "every row, over three pages: {out}"
+    );
     // delete, waiting until the namespace is gone.
     let (ok, out, err) = kubectl(&tc, &["delete", "namespace", &ns, "--timeout=60s"], None).await;
     assert!(ok && out.contains("deleted"), "delete: {out}{err}");

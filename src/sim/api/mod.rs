@@ -488,13 +488,17 @@ fn list_inner(
     // server reads every page from the first page's snapshot; these pages may be
     // newer, which a watcher takes as it takes any event it has seen.)
     let rv = first_rv.unwrap_or(rv);
-    if table {
-        let items: Vec<_> = items.iter().map(|j| crate::sim::store::parse(j)).collect();
-        return Ok(table::to_table(&t.rt, &items, rv).to_string().into_bytes());
-    }
     let mut metadata = json!({"resourceVersion": rv.to_string()});
     if let Some(n) = next {
         metadata["continue"] = json!(encode_continue(rv, &n));
+    }
+    if table {
+        // kubectl asks for tables in pages of 500 and follows the continue token: a
+        // table without one showed only the first 500 demos.
+        let items: Vec<_> = items.iter().map(|j| crate::sim::store::parse(j)).collect();
+        let mut table = table::to_table(&t.rt, &items, rv);
+        table["metadata"] = metadata;
+        return Ok(table.to_string().into_bytes());
     }
     let (kind, api_version) = if meta_only {
         (
