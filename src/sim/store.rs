@@ -511,8 +511,11 @@ impl Store {
         if kind != EventType::Deleted {
             metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
         }
-        // Serialized once: the store and every watcher share these bytes.
-        let json = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
+        // Serialized once: the store and every watcher share these bytes. Copied out of
+        // the serializer's buffer, which grows by doubling: kept as it was, up to half of
+        // each object's allocation was slack (heaptrack at 10,000 demos: 455 MiB held
+        // for 315 MiB of JSON), and shrinking it in place frees nothing with mimalloc.
+        let json = Bytes::copy_from_slice(&serde_json::to_vec(&obj).unwrap_or_default());
         let key = rt.key();
         let objects = st.objects.entry(key.clone()).or_default();
         let id = (ns.to_string(), name.to_string());
