@@ -13,11 +13,12 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub struct Syncer {
@@ -39,9 +40,39 @@ pub enum Error {
 
 pub const MANAGED_BY: &str = "vcluster.loft.sh/managed-by";
 
+/// What reconciling reads besides the API: the syncer's own objects as its watches
+/// last saw them, so that it creates only what is missing (it POSTed each one on every
+/// pass before, and at 10,000 demos most of its requests were refused creates), and
+/// the vclusters whose kubeconfig it has published.
+struct Ctx {
+    syncer: Arc<Syncer>,
+    pods: reflector::Store<PartialObjectMeta<Pod>>,
+    services: reflector::Store<PartialObjectMeta<Service>>,
+    /// By the StatefulSet's uid: a vcluster made again (same name) publishes anew.
+    published: Mutex<HashSet<String>>,
+}
+
+/// A metadata-only watch of the objects a syncer made, kept in `writer` as it triggers.
+fn made<K>(
+    api: Api<PartialObjectMeta<K>>,
+    writer: reflector::store::Writer<PartialObjectMeta<K>>,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Send + Sync + 'static,
+{
+    reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default().labels(MANAGED_BY)).default_backoff(),
+    )
+    .touched_objects()
+}
+
 impl Syncer {
     pub async fn run(self: Arc<Self>) {
         let c = self.client.clone();
+        let (pods, pod_writer) = reflector::store();
+        let (services, service_writer) = reflector::store();
         // What a vcluster's syncer hears of: its vcluster's own pod, and the host pods
         // and Services it made (one deleted by hand is made again, as the syncer does).
         // Only metadata: a change is all it needs to hear of.
@@ -62,14 +93,8 @@ impl Syncer {
                 Some(ObjectRef::new(&release).within(&pod.namespace()?))
             },
         )
-        .watches_stream(
-            crate::k8s::changes_of(Api::<PartialObjectMeta<Pod>>::all(c.clone()), MANAGED_BY),
-            made_by::<Pod>,
-        )
-        .watches_stream(
-            crate::k8s::changes_of(Api::<PartialObjectMeta<Service>>::all(c), MANAGED_BY),
-            made_by::<Service>,
-        );
+        .watches_stream(made(Api::all(c.clone()), pod_writer), made_by::<Pod>)
+        .watches_stream(made(Api::all(c), service_writer), made_by::<Service>);
         // Apps of vclusters that no longer exist stop too (their namespace was deleted).
         let sets = controller.store();
         let apps = self.apps.clone();
@@ -82,14 +107,20 @@ impl Syncer {
                 });
             }
         });
+        let ctx = Arc::new(Ctx {
+            syncer: self,
+            pods,
+            services,
+            published: Mutex::default(),
+        });
         controller
-            .run(reconcile, error_policy, self)
+            .run(reconcile, error_policy, ctx)
             .for_each(|_| async {})
             .await;
     }
 }
 
-fn error_policy(_sts: Arc<StatefulSet>, err: &Error, _s: Arc<Syncer>) -> Action {
+fn error_policy(_sts: Arc<StatefulSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
     tracing::debug!(error = %err, "agent: syncer step failed; retrying");
     Action::requeue(Duration::from_millis(200 + fastrand::u64(..300)))
 }
@@ -109,7 +140,8 @@ fn syncer_running(pod: Option<&Pod>, node: &str) -> bool {
     })
 }
 
-async fn reconcile(sts: Arc<StatefulSet>, s: Arc<Syncer>) -> Result<Action, Error> {
+async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let s = &ctx.syncer;
     let ns = sts.namespace().unwrap_or_default();
     let name = sts.name_any();
     let pods: Api<Pod> = Api::namespaced(s.client.clone(), &ns);
@@ -126,7 +158,11 @@ async fn reconcile(sts: Arc<StatefulSet>, s: Arc<Syncer>) -> Result<Action, Erro
         json!({"metadata": {"name": format!("vc-{name}"), "labels": labels},
         "stringData": {"config": kubeconfig}}),
     )?;
-    create_if_absent(&secrets, &vc).await?;
+    let uid = sts.uid().unwrap_or_default();
+    if !ctx.published.lock().unwrap().contains(&uid) {
+        create_if_absent(&secrets, &vc).await?;
+        ctx.published.lock().unwrap().insert(uid);
+    }
     let config = secrets.get_opt(&format!("vc-config-{name}")).await?;
     let restored = config
         .as_ref()
@@ -151,12 +187,26 @@ async fn reconcile(sts: Arc<StatefulSet>, s: Arc<Syncer>) -> Result<Action, Erro
                 "containers": [{"name": app.service, "image": "ghcr.io/showroom-demos/stand-in:1",
                     "ports": [{"containerPort": app.port, "protocol": "TCP"}]}]}}),
         )?;
-        create_if_absent(&pods, &pod).await?;
+        // Only what the watch does not show: one deleted by hand is made again when
+        // its deletion arrives (the store has it by then).
+        if ctx
+            .pods
+            .get(&ObjectRef::new(&pod.name_any()).within(&ns))
+            .is_none()
+        {
+            create_if_absent(&pods, &pod).await?;
+        }
         let svc: Service = serde_json::from_value(
             json!({"metadata": {"name": host, "labels": {MANAGED_BY: name}},
             "spec": {"selector": labels, "ports": [{"name": "http", "port": app.port, "targetPort": app.port, "protocol": "TCP"}]}}),
         )?;
-        create_if_absent(&services, &svc).await?;
+        if ctx
+            .services
+            .get(&ObjectRef::new(&host).within(&ns))
+            .is_none()
+        {
+            create_if_absent(&services, &svc).await?;
+        }
     }
     s.apps.start(&ns, &name, &apps, generation).await?;
     // Nothing to poll: a synced pod or Service deleted by hand triggers this again.
