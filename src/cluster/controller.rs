@@ -242,6 +242,9 @@ const RECONCILES_AT_ONCE: u16 = 64;
 
 /// While something is in motion, look again this often.
 const POLL: Duration = Duration::from_millis(500);
+/// A provisioning step that waits on a watched object (namespace, Job, StatefulSet):
+/// looked at this often even if no change arrives.
+const WATCHED_STEP_POLL: Duration = Duration::from_secs(5);
 /// While a deleted demo's namespace terminates: look again this often if no watch
 /// event came first.
 const NAMESPACE_GONE_FALLBACK: Duration = Duration::from_secs(5);
@@ -289,15 +292,20 @@ pub async fn run(
 }
 
 /// How soon to look again at a provisioning demo. Changes of its namespace, Job and
-/// vcluster trigger a look anyway; the poll is for what is not watched (the kubeconfig
-/// Secret). A step that has run a while is looked at less often, so that a thousand
-/// demos waiting on slow boots do not cost two reconciles (and their GETs) a second
-/// each.
+/// vcluster trigger a look anyway, so a step waiting on one of those is polled only as
+/// a safety net; the poll is for what is not watched (the kubeconfig Secret). A step
+/// that has run a while is looked at less often, so that a thousand demos waiting on
+/// slow boots do not cost two reconciles (and their GETs) a second each. (Polling every
+/// step at that pace was a fifth of the simulation's requests during a fill of 1,000.)
 fn poll_while(progress: &provisioner::Progress) -> Duration {
-    let running_for = progress
+    let running = progress
         .steps
         .iter()
-        .find(|s| s.state == StepState::Running)
+        .find(|s| s.state == StepState::Running);
+    if running.is_some_and(|s| s.name != "kubeconfig") {
+        return WATCHED_STEP_POLL;
+    }
+    let running_for = running
         .and_then(|s| s.started_at)
         .map(|t| (now() - t).num_seconds())
         .unwrap_or(0);
