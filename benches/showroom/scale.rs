@@ -155,9 +155,20 @@ async fn by_resource(client: &kube::Client, prefix: &str, filter: &str) -> Vec<(
         .lines()
         .filter(|l| l.starts_with(prefix) && l.contains(filter))
         .filter_map(|l| {
-            let resource = l.split("resource=\"").nth(1)?.split('"').next()?;
+            let mut resource = l
+                .split("resource=\"")
+                .nth(1)?
+                .split('"')
+                .next()?
+                .to_string();
+            // Unless the filter picks one verb, each verb counts apart.
+            if !filter.contains("verb=")
+                && let Some(verb) = l.split("verb=\"").nth(1).and_then(|v| v.split('"').next())
+            {
+                resource = format!("{resource} {verb}");
+            }
             let n = l.rsplit(' ').next()?.parse::<f64>().ok()?;
-            Some((resource.to_string(), n as u64))
+            Some((resource, n as u64))
         })
         .collect();
     out.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
@@ -627,6 +638,7 @@ impl World {
             let client = &self.tc.client;
             for (what, prefix, filter) in [
                 ("LIST requests", "apiserver_request_total{", "verb=\"LIST\""),
+                ("requests", "apiserver_request_total{", ""),
                 (
                     "watchers closed for falling behind",
                     "apiserver_terminated_watchers_total{",
@@ -634,7 +646,11 @@ impl World {
                 ),
             ] {
                 let counts = by_resource(client, prefix, filter).await;
-                let shown: Vec<String> = counts.iter().map(|(r, n)| format!("{r} {n}")).collect();
+                let shown: Vec<String> = counts
+                    .iter()
+                    .take(16)
+                    .map(|(r, n)| format!("{r} {n}"))
+                    .collect();
                 eprintln!("{what} so far, by resource: {}", shown.join(", "));
             }
         }
