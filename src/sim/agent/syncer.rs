@@ -17,7 +17,7 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,15 +44,20 @@ pub const MANAGED_BY: &str = "vcluster.loft.sh/managed-by";
 /// last saw them, so that it creates only what is missing (it POSTed each one on every
 /// pass before, and at 10,000 demos most of its requests were refused creates), and
 /// the vclusters whose kubeconfig it has published.
+type Published = HashMap<(String, String), String>;
+
 struct Ctx {
     syncer: Arc<Syncer>,
     pods: reflector::Store<PartialObjectMeta<Pod>>,
     services: reflector::Store<PartialObjectMeta<Service>>,
-    /// By the StatefulSet's uid: a vcluster made again (same name) publishes anew.
-    published: Mutex<HashSet<String>>,
+    /// (namespace, name) → the StatefulSet's uid: a vcluster made again under the same
+    /// name publishes anew. Pruned with the vclusters that are gone.
+    published: Arc<Mutex<Published>>,
 }
 
-/// A metadata-only watch of the objects a syncer made, kept in `writer` as it triggers.
+/// A metadata-only watch of the objects a syncer made, kept in `writer`; only their
+/// deletion triggers a pass (one deleted by hand is made again). Every change of them
+/// triggered one before, each with its GETs: at 10,000 demos, some ten passes a demo.
 fn made<K>(
     api: Api<PartialObjectMeta<K>>,
     writer: reflector::store::Writer<PartialObjectMeta<K>>,
@@ -65,7 +70,13 @@ where
         writer,
         watcher(api, watcher::Config::default().labels(MANAGED_BY)).default_backoff(),
     )
-    .touched_objects()
+    .filter_map(|event| async move {
+        match event {
+            Ok(watcher::Event::Delete(o)) => Some(Ok(o)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        }
+    })
 }
 
 impl Syncer {
@@ -73,9 +84,9 @@ impl Syncer {
         let c = self.client.clone();
         let (pods, pod_writer) = reflector::store();
         let (services, service_writer) = reflector::store();
-        // What a vcluster's syncer hears of: its vcluster's own pod, and the host pods
-        // and Services it made (one deleted by hand is made again, as the syncer does).
-        // Only metadata: a change is all it needs to hear of.
+        // What a vcluster's syncer hears of: its vcluster's own pod, and the deletion of
+        // host pods and Services it made (one deleted by hand is made again, as the
+        // syncer does). Only metadata: a change is all it needs to hear of.
         let controller = super::lean_controller(
             Api::<StatefulSet>::all(c.clone()),
             watcher::Config::default().labels("app=vcluster"),
@@ -98,6 +109,8 @@ impl Syncer {
         // Apps of vclusters that no longer exist stop too (their namespace was deleted).
         let sets = controller.store();
         let apps = self.apps.clone();
+        let published = Arc::new(Mutex::new(Published::new()));
+        let was_published = published.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -105,13 +118,17 @@ impl Syncer {
                     sets.get(&ObjectRef::new(name).within(ns))
                         .is_some_and(|s| s.metadata.deletion_timestamp.is_none())
                 });
+                was_published
+                    .lock()
+                    .unwrap()
+                    .retain(|(ns, name), _| sets.get(&ObjectRef::new(name).within(ns)).is_some());
             }
         });
         let ctx = Arc::new(Ctx {
             syncer: self,
             pods,
             services,
-            published: Mutex::default(),
+            published,
         });
         controller
             .run(reconcile, error_policy, ctx)
@@ -158,10 +175,11 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
         json!({"metadata": {"name": format!("vc-{name}"), "labels": labels},
         "stringData": {"config": kubeconfig}}),
     )?;
+    let key = (ns.clone(), name.clone());
     let uid = sts.uid().unwrap_or_default();
-    if !ctx.published.lock().unwrap().contains(&uid) {
+    if ctx.published.lock().unwrap().get(&key) != Some(&uid) {
         create_if_absent(&secrets, &vc).await?;
-        ctx.published.lock().unwrap().insert(uid);
+        ctx.published.lock().unwrap().insert(key, uid);
     }
     let config = secrets.get_opt(&format!("vc-config-{name}")).await?;
     let restored = config
