@@ -702,6 +702,17 @@ async fn custom_resources_with_status_and_owned_dependents(mut tc: TestCluster) 
         (cm_gone && ns_gone).then_some(())
     })
     .await;
+    // Made after its owner was gone (no deletion announces it): collected too, and
+    // soon (the simulation's collector no longer scans on a timer every few seconds).
+    let mut late = cm("late", json!({}));
+    late.metadata.owner_references = Some(serde_json::from_value(owner).unwrap());
+    cms.create(&PostParams::default(), &late).await.unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "a dependent of a gone owner collected",
+        || async { cms.get_opt("late").await.unwrap().is_none().then_some(()) },
+    )
+    .await;
 }
 
 async fn statefulset_scale_subresource(mut tc: TestCluster) {

@@ -45,12 +45,13 @@ pub fn start(store: Arc<Store>) -> Vec<JoinHandle<()>> {
                 // 10,000 demos): between passes, wait at least twice as long as the last
                 // took, so that collecting never holds the store more than a third of
                 // the time, and a burst of deletions (a namespace's contents) is
-                // collected in one pass. Every deletion wakes it; the rare timer catches
-                // what no deletion announces (an object created with a missing owner).
+                // collected in one pass. Every deletion wakes it, and so does a write of
+                // an object whose owners are all missing (`State::is_garbage`); the rare
+                // timer is a safety net.
                 let pause = (started.elapsed() * 2).max(Duration::from_millis(25));
                 tokio::select! {
                     _ = collector.collect.notified() => tokio::time::sleep(pause).await,
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
                 }
             }
         }),
