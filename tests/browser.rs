@@ -99,6 +99,13 @@ async fn shot(b: &Browser, dir: &std::path::Path, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
+/// The element was found on a page that has since been replaced. Chromium says so in
+/// two ways: a stale element reference, or, while the new document is being built, an
+/// inspector error that the node does not belong to the document.
+fn replaced(e: &fantoccini::error::CmdError) -> bool {
+    e.is_stale_element_reference() || e.to_string().contains("does not belong to the document")
+}
+
 async fn text(b: &Browser, css: &str) -> String {
     // A page that shows progress reloads itself while it waits: an element found just
     // before a reload is stale when read, so it is found again on the new page.
@@ -112,7 +119,7 @@ async fn text(b: &Browser, css: &str) -> String {
             .unwrap_or_else(|e| panic!("{css}: {e}"));
         match el.text().await {
             Ok(t) => return t,
-            Err(e) if e.is_stale_element_reference() && std::time::Instant::now() < deadline => {}
+            Err(e) if replaced(&e) && std::time::Instant::now() < deadline => {}
             Err(e) => panic!("reading {css}: {e}"),
         }
     }
@@ -127,14 +134,23 @@ async fn wait_css(b: &Browser, css: &str) {
 }
 
 async fn click(b: &Browser, css: &str) {
-    b.wait()
-        .at_most(T)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap();
+    // As in `text`: an element found just before the page is replaced (a reload, a
+    // form's answer) is stale when clicked. A stale element was not clicked, so it is
+    // found again on the new page and clicked there.
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let el = b
+            .wait()
+            .at_most(T)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        match el.click().await {
+            Ok(()) => return,
+            Err(e) if replaced(&e) && std::time::Instant::now() < deadline => {}
+            Err(e) => panic!("clicking {css}: {e}"),
+        }
+    }
 }
 
 scenarios!(sales_and_prospect_journey_in_chromium);
@@ -349,11 +365,14 @@ async fn sales_and_prospect_journey_in_chromium(tc: TestCluster) {
     shot(&prospect, &dir, "06-prospect-app").await;
     // The prospect fills the cart; sales resets the demo (after a confirmation); the
     // prospect's link shows the reset under way, then the app as the snapshot has it.
-    for _ in 0..2 {
+    for items in ["1", "2"] {
         click(&prospect, "#add").await;
-        wait_css(&prospect, "#cart").await;
+        // The form's answer is a new page: wait for it, not for the old page's cart.
+        eventually(T, "the cart counts the item", || async {
+            (text(&prospect, "#cart").await == items).then_some(())
+        })
+        .await;
     }
-    assert_eq!(text(&prospect, "#cart").await, "2");
     sales.goto(&format!("{base}/demos/{name}")).await.unwrap();
     click(&sales, "#reset").await;
     sales.accept_alert().await.unwrap();
