@@ -407,6 +407,36 @@ impl Caches {
     }
 }
 
+/// Whether `after` differs from `before` only in the provisioning progress and its
+/// message: the controller's own record of a step, written by a reconcile that has
+/// already looked as far as it could and set when to look again. Reconciling on it
+/// repeated that look (and its GETs of the Job, the vcluster or the kubeconfig) for
+/// nothing: several times per demo. Every other change (spec, labels, annotations,
+/// deletion, any other status field) still triggers.
+fn only_progress(before: &Demo, after: &Demo) -> bool {
+    let (b, a) = (&before.metadata, &after.metadata);
+    if before.spec != after.spec
+        || b.labels != a.labels
+        || b.annotations != a.annotations
+        || b.finalizers != a.finalizers
+        || b.deletion_timestamp != a.deletion_timestamp
+        || b.uid != a.uid
+    {
+        return false;
+    }
+    match (&before.status, &after.status) {
+        (Some(b), Some(a)) => {
+            let a_without = DemoStatus {
+                progress: b.progress.clone(),
+                message: b.message.clone(),
+                ..a.clone()
+            };
+            (b.progress != a.progress || b.message != a.message) && *b == a_without
+        }
+        _ => false,
+    }
+}
+
 /// Drops what no reader of a cache uses.
 fn strip<K: Resource>(o: &mut K) {
     o.meta_mut().managed_fields = None;
@@ -441,11 +471,17 @@ pub fn demos(client: &Client, instance: &Instance) -> (DemoCache, JoinHandle<()>
                     continue;
                 }
             };
+            let before = match &ev {
+                watcher::Event::Apply(d) => c.store.get(&ObjectRef::from_obj(d)),
+                _ => None,
+            };
             writer.apply_watcher_event(&ev);
             match &ev {
                 watcher::Event::Apply(d) => {
                     c.index.write().unwrap_or_else(|p| p.into_inner()).insert(d);
-                    let _ = c.changes.send(d.name_any());
+                    if !before.is_some_and(|b| only_progress(&b, d)) {
+                        let _ = c.changes.send(d.name_any());
+                    }
                 }
                 watcher::Event::Delete(d) => {
                     c.index
@@ -625,6 +661,47 @@ mod tests {
         ix.remove("demo-b");
         assert_eq!(names(&ix, None), ["demo-p", "demo-a"]);
         assert!(!ix.by_owner.contains_key("bob"));
+    }
+
+    #[test]
+    fn only_the_controllers_own_progress_record_goes_unannounced() {
+        let step = |state: &str| {
+            serde_json::from_value::<ProgressStep>(
+                json!({"name": "restore", "state": state, "startedAt": "2026-11-28T00:00:00Z"}),
+            )
+            .unwrap()
+        };
+        let mut before = demo("demo-a", "alice", 100, None, &[]);
+        before.status = Some(DemoStatus {
+            phase: Some(crate::domain::lifecycle::Phase::Provisioning),
+            progress: vec![step("Running")],
+            message: Some("provisioning: restore".into()),
+            ..Default::default()
+        });
+        let mut progressed = before.clone();
+        let st = progressed.status.as_mut().unwrap();
+        st.progress = vec![step("Done")];
+        st.message = Some("provisioning: boot".into());
+        assert!(only_progress(&before, &progressed));
+        assert!(
+            !only_progress(&before, &before),
+            "nothing changed: a relist, a resync"
+        );
+
+        let mut ready = progressed.clone();
+        ready.status.as_mut().unwrap().phase = Some(crate::domain::lifecycle::Phase::Ready);
+        assert!(!only_progress(&before, &ready), "another status field");
+        let mut extended = progressed.clone();
+        extended.spec.lifecycle.extension = Some("1h".into());
+        assert!(!only_progress(&before, &extended), "the spec");
+        let mut annotated = progressed.clone();
+        annotated
+            .annotations_mut()
+            .insert("showroom.dev/x".into(), "y".into());
+        assert!(!only_progress(&before, &annotated), "an annotation");
+        let mut deleted = progressed.clone();
+        deleted.metadata.deletion_timestamp = before.metadata.creation_timestamp.clone();
+        assert!(!only_progress(&before, &deleted), "the deletion");
     }
 
     #[test]
