@@ -120,13 +120,21 @@ pub async fn find(s: &AppState, user: &User, name: &str) -> Result<Demo, ApiErro
     if !valid_demo_name(name) {
         return Err(ApiError::not_found(format!("no demo named {name:?}")));
     }
-    let demo = match s.demos.get(name) {
-        Some(d) => (*d).clone(),
-        None => Api::<Demo>::all(s.client.clone())
+    let fetch = || async {
+        Api::<Demo>::all(s.client.clone())
             .get_opt(name)
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("no demo named {name:?}")))?,
+            .ok_or_else(|| ApiError::not_found(format!("no demo named {name:?}")))
     };
+    let mut demo = match s.demos.get(name) {
+        Some(d) => (*d).clone(),
+        None => fetch().await?,
+    };
+    if !user.is_admin() && demo.spec.owner != user.name {
+        // The cache may not show a claim yet (a pool member just handed to this user,
+        // claimed on another replica): a refusal is made on the stored Demo only.
+        demo = fetch().await?;
+    }
     if !user.is_admin() && demo.spec.owner != user.name {
         return Err(ApiError::forbidden(format!(
             "demo {name:?} belongs to another user"
@@ -327,6 +335,12 @@ pub async fn start_demo(
     }
     if started.demo.spec.owner != user.name {
         return Err(ApiError::conflict("that Idempotency-Key is in use"));
+    }
+    if started.claimed {
+        // A claimed member is in the cache already, as the pool's: until the cache
+        // shows the claim, the new owner's list lacks it and its page would refuse
+        // them. (A demo made anew is not cached yet, and `find` reads it from the API.)
+        return Ok(shown(s, started.demo).await);
     }
     Ok(started.demo)
 }
