@@ -48,6 +48,8 @@ type Published = HashMap<(String, String), String>;
 
 struct Ctx {
     syncer: Arc<Syncer>,
+    /// The vclusters' own pods, as far as `syncer_running` reads them.
+    vcluster_pods: reflector::Store<Pod>,
     pods: reflector::Store<PartialObjectMeta<Pod>>,
     services: reflector::Store<PartialObjectMeta<Service>>,
     /// (namespace, name) → the StatefulSet's uid: a vcluster made again under the same
@@ -84,9 +86,11 @@ impl Syncer {
         let c = self.client.clone();
         let (pods, pod_writer) = reflector::store();
         let (services, service_writer) = reflector::store();
-        // What a vcluster's syncer hears of: its vcluster's own pod, and the deletion of
-        // host pods and Services it made (one deleted by hand is made again, as the
-        // syncer does). Only metadata: a change is all it needs to hear of.
+        let (vcluster_pods, vcluster_pod_writer) = reflector::store();
+        // What a vcluster's syncer hears of: its vcluster's own pod (kept, trimmed to
+        // what `syncer_running` reads: a pass GOT it, some six passes per demo), and
+        // the deletion of host pods and Services it made (one deleted by hand is made
+        // again, as the syncer does; only their metadata).
         let controller = super::lean_controller(
             Api::<StatefulSet>::all(c.clone()),
             watcher::Config::default().labels("app=vcluster"),
@@ -95,10 +99,16 @@ impl Syncer {
             None,
         )
         .watches_stream(
-            crate::k8s::changes_of(
-                Api::<PartialObjectMeta<Pod>>::all(c.clone()),
-                "app=vcluster",
-            ),
+            reflector::reflector(
+                vcluster_pod_writer,
+                watcher(
+                    Api::<Pod>::all(c.clone()),
+                    watcher::Config::default().labels("app=vcluster"),
+                )
+                .default_backoff()
+                .modify(trim_pod),
+            )
+            .touched_objects(),
             |pod| {
                 let release = pod.labels().get("release")?.clone();
                 Some(ObjectRef::new(&release).within(&pod.namespace()?))
@@ -126,6 +136,7 @@ impl Syncer {
         });
         let ctx = Arc::new(Ctx {
             syncer: self,
+            vcluster_pods,
             pods,
             services,
             published,
@@ -140,6 +151,22 @@ impl Syncer {
 fn error_policy(_sts: Arc<StatefulSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
     tracing::debug!(error = %err, "agent: syncer step failed; retrying");
     Action::requeue(Duration::from_millis(200 + fastrand::u64(..300)))
+}
+
+/// Keeps of a vcluster's pod what `syncer_running` reads.
+fn trim_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    let spec = pod.spec.take().unwrap_or_default();
+    pod.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+        node_name: spec.node_name,
+        ..Default::default()
+    });
+    let status = pod.status.take().unwrap_or_default();
+    pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
+        phase: status.phase,
+        conditions: status.conditions,
+        ..Default::default()
+    });
 }
 
 /// The vcluster's own pod runs on this node and is Ready.
@@ -162,9 +189,11 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
     let ns = sts.namespace().unwrap_or_default();
     let name = sts.name_any();
     let pods: Api<Pod> = Api::namespaced(s.client.clone(), &ns);
-    let pod = pods.get_opt(&format!("{name}-0")).await?;
+    let pod = ctx
+        .vcluster_pods
+        .get(&ObjectRef::new(&format!("{name}-0")).within(&ns));
     let scaled_down = sts.spec.as_ref().and_then(|x| x.replicas) == Some(0);
-    if scaled_down || !syncer_running(pod.as_ref(), &s.node) {
+    if scaled_down || !syncer_running(pod.as_deref(), &s.node) {
         s.apps.stop(&ns, &name);
         return Ok(Action::await_change());
     }
