@@ -5,7 +5,7 @@
 use super::crd::*;
 use super::sleeper;
 use crate::domain::template::Template;
-use crate::k8s::create_if_absent;
+use crate::k8s::{create_if_absent, is_already_exists};
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, LimitRange, Namespace, Pod, ResourceQuota, Secret, ServiceAccount,
 };
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -280,21 +280,35 @@ async fn prepare_namespace(
 ) -> Result<Outcome, kube::Error> {
     // 1. The namespace, owned by the Demo; a foreign namespace of that name is never used.
     p.running("namespace");
+    // Created first, read only if one exists: a new demo's namespace never does, and
+    // this saves that demo a GET.
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    match namespaces.get_opt(ns).await? {
-        None => create_if_absent(&namespaces, &namespace_object(demo, instance, ns)?).await?,
-        Some(existing) => {
-            let ours = existing.annotations().get(DEMO_UID_ANNOTATION) == demo.uid().as_ref();
-            if !ours {
-                let msg = format!(
-                    "namespace {ns} exists and was not created for this demo; it was left untouched"
-                );
-                p.failed("namespace", &msg);
-                return Ok(Outcome::Failed(msg));
-            }
-            if existing.metadata.deletion_timestamp.is_some() {
-                return Ok(Outcome::InProgress);
-            }
+    let existing = match namespaces
+        .create(
+            &PostParams::default(),
+            &namespace_object(demo, instance, ns)?,
+        )
+        .await
+    {
+        Ok(_) => None,
+        Err(e) if is_already_exists(&e) => match namespaces.get_opt(ns).await? {
+            Some(existing) => Some(existing),
+            // Deleted between the two calls: look again.
+            None => return Ok(Outcome::InProgress),
+        },
+        Err(e) => return Err(e),
+    };
+    if let Some(existing) = existing {
+        let ours = existing.annotations().get(DEMO_UID_ANNOTATION) == demo.uid().as_ref();
+        if !ours {
+            let msg = format!(
+                "namespace {ns} exists and was not created for this demo; it was left untouched"
+            );
+            p.failed("namespace", &msg);
+            return Ok(Outcome::Failed(msg));
+        }
+        if existing.metadata.deletion_timestamp.is_some() {
+            return Ok(Outcome::InProgress);
         }
     }
     p.done("namespace");
