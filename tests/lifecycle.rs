@@ -18,6 +18,7 @@ const T: Duration = Duration::from_secs(30);
 scenarios!(
     whole_life_start_ready_sleep_wake_idle_delete,
     delete_goes_through_deleting_and_removes_the_namespace,
+    a_demo_made_with_kubectl_gets_the_finalizer_and_is_cleaned_up,
     max_lifetime_deletes_and_extension_is_bounded,
     a_failing_restore_ends_in_failed_and_leaves_nothing_behind,
     idempotency_key_and_per_user_limit,
@@ -151,6 +152,42 @@ async fn delete_goes_through_deleting_and_removes_the_namespace(tc: TestCluster)
     alice.wait_phase(&name, None, T).await;
     assert!(
         !namespace_exists(&tc, &name).await,
+        "the Demo is released only once its namespace is gone"
+    );
+    app.stop().await;
+}
+
+/// A start makes its Demo with the controller's finalizer; one an admin makes by hand
+/// (kubectl apply, with the instance label) gets it from the controller, so that its
+/// deletion still waits for its namespace to go.
+async fn a_demo_made_with_kubectl_gets_the_finalizer_and_is_cleaned_up(tc: TestCluster) {
+    use showroom::cluster::crd::{FINALIZER, INSTANCE_LABEL};
+    let app = start_showroom(&tc, test_config()).await;
+    let alice = Client::new(&app, SALES);
+    let name = "demo-byhand0001";
+    let demo: Demo = serde_json::from_value(serde_json::json!({
+        "apiVersion": "showroom.dev/v1alpha1", "kind": "Demo",
+        "metadata": {"name": name, "labels": {INSTANCE_LABEL: tc.instance.name(),
+            "showroom.dev/owner-hash": showroom::cluster::crd::owner_hash("alice")}},
+        "spec": {"template": "shop", "owner": "alice", "desiredState": "Running",
+            "lifecycle": {"sleepAfterIdle": "30m", "deleteAfterIdle": "24h", "maxLifetime": "72h"}}
+    }))
+    .unwrap();
+    let api = Api::<Demo>::all(tc.client.clone());
+    let made = api.create(&Default::default(), &demo).await.unwrap();
+    assert!(made.finalizers().is_empty(), "made without the finalizer");
+    alice.wait_phase(name, Some("Ready"), T).await;
+    let d = api.get(name).await.unwrap();
+    assert!(
+        d.finalizers().iter().any(|f| f == FINALIZER),
+        "{:?}",
+        d.finalizers()
+    );
+    assert!(namespace_exists(&tc, name).await);
+    api.delete(name, &Default::default()).await.unwrap();
+    alice.wait_phase(name, None, T).await;
+    assert!(
+        !namespace_exists(&tc, name).await,
         "the Demo is released only once its namespace is gone"
     );
     app.stop().await;

@@ -134,6 +134,8 @@ fn member(t: &Template, instance: &Instance) -> Demo {
         ]
         .into(),
     );
+    // Made with the controller's finalizer, as a start does (see there).
+    demo.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
     demo
 }
 

@@ -276,6 +276,10 @@ impl Starter<'_> {
             labels.insert(IDEMPOTENCY_LABEL.to_string(), k.clone());
         }
         demo.metadata.labels = Some(labels);
+        // Made with the finalizer the controller would add first (a PATCH, and a
+        // reconcile waiting for the cache to show it, per demo). A Demo made elsewhere
+        // (kubectl) still gets it from the controller.
+        demo.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
         let api: Api<Demo> = Api::all(self.client.clone());
         let demo = match api.create(&PostParams::default(), &demo).await {
             Ok(d) => d,
