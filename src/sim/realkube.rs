@@ -382,6 +382,11 @@ impl ControlPlane {
             .args(["--service-account-private-key-file", "sa.key"])
             .args(["--root-ca-file", "ca.crt"])
             .args(["--use-service-account-credentials=true", "--controllers=*"])
+            // The quota controller recounts a namespace on a pod's deletion from its own
+            // informer, which may not show a pod admission just counted: the status then
+            // says too little until the next full resync, 5 minutes by default (a
+            // fidelity scenario timed out on it under load). A test cluster resyncs often.
+            .args(["--resource-quota-sync-period=10s"])
             .args(["--leader-elect=false"])
             .stdout(Stdio::null())
             .stderr(log_file(&dir, "kube-controller-manager")?);
