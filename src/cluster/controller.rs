@@ -13,7 +13,6 @@ use crate::domain::template::Catalogue;
 use crate::metrics::{Metrics, label};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -41,6 +40,8 @@ pub struct Context {
     pub notifier: Option<Arc<Notifier>>,
     /// The replica's Demo cache, which the controller reads its Demos from.
     pub demos: DemoCache,
+    /// Where the demos' Jobs and vclusters stand, as the watches below last said.
+    pub workloads: super::workloads::Workloads,
 }
 
 impl Context {
@@ -66,6 +67,7 @@ impl Context {
             notice_lead: chrono::Duration::minutes(15),
             notifier: None,
             demos,
+            workloads: Default::default(),
         }
     }
 
@@ -268,23 +270,22 @@ pub async fn run(
     // A demo's namespace, vcluster and Job share the Demo's name: map events by namespace.
     let by_namespace = |ns: Option<String>| ns.map(|n| ObjectRef::<Demo>::new(&n));
     let mine = ctx.instance.selector();
-    // The Demos come from the replica's cache (held once); of the rest, only metadata
-    // is watched: a change is all the controller needs to hear of, it reads the rest.
+    // The Demos come from the replica's cache (held once). Of namespaces only metadata
+    // is watched: a change is all the controller needs to hear of. Of Jobs and
+    // vclusters only their state is kept (`workloads`), which provisioning reads.
     Controller::for_shared_stream(cache.triggers(), cache.store().clone())
         .owns_stream(crate::k8s::changes_of(
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
             &format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{mine}"),
         ))
         .watches_stream(
-            crate::k8s::changes_of(
-                Api::<PartialObjectMeta<StatefulSet>>::all(client.clone()),
-                "app=vcluster",
-            ),
+            ctx.workloads
+                .follow_vclusters(Api::all(client.clone()), "app=vcluster"),
             move |s| by_namespace(s.namespace()),
         )
         .watches_stream(
-            crate::k8s::changes_of(
-                Api::<PartialObjectMeta<Job>>::all(client.clone()),
+            ctx.workloads.follow_jobs(
+                Api::all(client.clone()),
                 &format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"),
             ),
             move |j| by_namespace(j.namespace()),
@@ -487,8 +488,16 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
                 return Ok(Action::requeue(POLL));
             };
             let mut progress = Progress::from(&status.progress, now());
-            let outcome =
-                provisioner::step(client, &ctx.instance, &demo, t, &ns, &vc, &mut progress).await;
+            let outcome = provisioner::step(
+                client,
+                &ctx.instance,
+                &demo,
+                t,
+                (&ns, &vc),
+                &ctx.workloads,
+                &mut progress,
+            )
+            .await;
             let outcome = match outcome {
                 Ok(o) => o,
                 Err(e) => {
@@ -683,7 +692,17 @@ async fn reset(
     let (ns, vc) = (namespace_of(demo), vcluster_of(demo));
     let generation = demo.spec.reset_generation;
     let mut progress = Progress::from(&status.progress, now());
-    match provisioner::reset_step(client, demo, t, &ns, &vc, generation, &mut progress).await? {
+    match provisioner::reset_step(
+        client,
+        demo,
+        t,
+        (&ns, &vc),
+        &ctx.workloads,
+        generation,
+        &mut progress,
+    )
+    .await?
+    {
         Outcome::InProgress => {
             let message = format!("resetting: {}", progress.current().unwrap_or("finishing"));
             if progress.steps != status.progress || status.message.as_deref() != Some(&message) {

@@ -18,3 +18,4 @@ pub mod slots;
 pub mod start;
 pub mod sweeper;
 pub mod time;
+pub mod workloads;

@@ -4,6 +4,7 @@
 
 use super::crd::*;
 use super::sleeper;
+use super::workloads::{JobState, Workloads};
 use crate::domain::template::Template;
 use crate::k8s::{create_if_absent, is_already_exists};
 use chrono::{DateTime, Utc};
@@ -235,10 +236,11 @@ pub async fn step(
     instance: &Instance,
     demo: &Demo,
     t: &Template,
-    ns: &str,
-    vcluster: &str,
+    (ns, vcluster): (&str, &str),
+    w: &Workloads,
     p: &mut Progress,
 ) -> Result<Outcome, kube::Error> {
+    let since = demo.metadata.creation_timestamp.as_ref().map(|t| t.0);
     // A step recorded as done in the status is not done again: a provisioning demo is
     // reconciled many times (every change to it or its objects), and each pass would
     // otherwise repeat every create.
@@ -261,11 +263,12 @@ pub async fn step(
             json!({"metadata": {"name": VALUES_CONFIGMAP}, "data": {"vcluster.yaml": values_yaml}}),
         )?;
         let job = job_object(demo, t, JOB_NAME, create_args(t, vcluster, ns))?;
-        if let Some(waiting) = restore_step(client, ns, &job, Some(&cm), p).await? {
+        let seen = w.job(ns, JOB_NAME, since);
+        if let Some(waiting) = restore_step(client, ns, &job, Some(&cm), seen, p).await? {
             return Ok(waiting);
         }
     }
-    up_and_published(client, ns, vcluster, p).await
+    up_and_published(client, ns, vcluster, w.vcluster_up(ns, vcluster, since), p).await
 }
 
 /// Steps namespace, quota and access: what the restore Job runs in. Ready when all
@@ -351,13 +354,21 @@ async fn prepare_namespace(
 
 /// Runs a CLI Job to its end: Ready when it completed, Failed with the CLI's words.
 /// The Job (and `input`, the ConfigMap it reads) is created when it does not exist.
+/// `seen`: where a watch last saw this Job (see `workloads`); else it is read.
 pub(super) async fn run_job(
     client: &Client,
     ns: &str,
     job: &Job,
     input: Option<&ConfigMap>,
+    seen: Option<JobState>,
     what: &str,
 ) -> Result<Outcome, kube::Error> {
+    match seen {
+        Some(JobState::Complete) => return Ok(Outcome::Ready),
+        Some(JobState::Running) => return Ok(Outcome::InProgress),
+        // A failure is read: its message is in the Job.
+        Some(JobState::Failed) | None => {}
+    }
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     let Some(job) = jobs.get_opt(&job.name_any()).await? else {
         if let Some(cm) = input {
@@ -403,11 +414,12 @@ pub async fn reset_step(
     client: &Client,
     demo: &Demo,
     t: &Template,
-    ns: &str,
-    vcluster: &str,
+    (ns, vcluster): (&str, &str),
+    w: &Workloads,
     generation: u32,
     p: &mut Progress,
 ) -> Result<Outcome, kube::Error> {
+    let since = demo.metadata.creation_timestamp.as_ref().map(|t| t.0);
     p.running("restore");
     // A sleeping demo is reset awake.
     sleeper::resume(client, ns, vcluster).await?;
@@ -417,10 +429,11 @@ pub async fn reset_step(
         &restore_job_name(generation),
         restore_args(t, vcluster, ns),
     )?;
-    if let Some(waiting) = restore_step(client, ns, &job, None, p).await? {
+    let seen = w.job(ns, &restore_job_name(generation), since);
+    if let Some(waiting) = restore_step(client, ns, &job, None, seen, p).await? {
         return Ok(waiting);
     }
-    up_and_published(client, ns, vcluster, p).await
+    up_and_published(client, ns, vcluster, w.vcluster_up(ns, vcluster, since), p).await
 }
 
 /// Runs a restoring Job (`vcluster create --restore` or `vcluster restore`) as the
@@ -430,9 +443,10 @@ async fn restore_step(
     ns: &str,
     job: &Job,
     input: Option<&ConfigMap>,
+    seen: Option<JobState>,
     p: &mut Progress,
 ) -> Result<Option<Outcome>, kube::Error> {
-    match run_job(client, ns, job, input, "restore").await? {
+    match run_job(client, ns, job, input, seen, "restore").await? {
         Outcome::Failed(msg) => {
             p.failed("restore", &msg);
             Ok(Some(Outcome::Failed(msg)))
@@ -446,21 +460,31 @@ async fn restore_step(
 }
 
 /// Steps boot and kubeconfig: the vcluster's control plane is up and its syncer
-/// published the kubeconfig.
+/// published the kubeconfig. `up`: whether a watch last saw the vcluster up (see
+/// `workloads`); else it is read.
 async fn up_and_published(
     client: &Client,
     ns: &str,
     vcluster: &str,
+    up: Option<bool>,
     p: &mut Progress,
 ) -> Result<Outcome, kube::Error> {
     // The vcluster's control plane is up.
     if !p.is_done("boot") {
         p.running("boot");
-        let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
-        match sets.get_opt(vcluster).await? {
-            Some(sts) if sleeper::is_ready(&sts) => p.done("boot"),
-            _ => return Ok(Outcome::InProgress),
+        let up = match up {
+            Some(up) => up,
+            None => {
+                let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+                sets.get_opt(vcluster)
+                    .await?
+                    .is_some_and(|sts| sleeper::is_ready(&sts))
+            }
+        };
+        if !up {
+            return Ok(Outcome::InProgress);
         }
+        p.done("boot");
     }
 
     // 6. The syncer published the kubeconfig.

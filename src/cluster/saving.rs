@@ -381,7 +381,7 @@ async fn reconcile(dt: Arc<DemoTemplate>, s: Arc<Saver>) -> Result<Action, kube:
         &job_name(&name),
         snapshot_args(&vc, &ns, &template.snapshot),
     )?;
-    match run_job(client, &ns, &job, None, "snapshot").await? {
+    match run_job(client, &ns, &job, None, None, "snapshot").await? {
         Outcome::Failed(msg) => return give_up(&s, &api, &dt, &demo, msg).await,
         Outcome::InProgress => return Ok(Action::requeue(POLL)),
         Outcome::Ready => {}

@@ -1,0 +1,231 @@
+//! What the controller last heard of the Jobs it runs and the vclusters they make: a
+//! few bytes each, kept from the watches that trigger its reconciles. A provisioning
+//! step reads here whether its Job finished or its vcluster is up, instead of a GET on
+//! every look: a demo is looked at on every change of its Job and vcluster, and those
+//! GETs were the controller's most frequent requests (at 1,000 demos, some 3.7 Job and
+//! 2.6 StatefulSet GETs per demo).
+//!
+//! Only what a watch said is trusted, and only for objects made after the Demo (a
+//! namespace of the same name may have held an older demo's Job). Whatever is not
+//! known here is read from the API server as before, and a failed Job is always read
+//! (its message is in it).
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+/// Where a Job stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobState {
+    Running,
+    Complete,
+    Failed,
+}
+
+impl JobState {
+    pub fn of(job: &Job) -> JobState {
+        let conds = job.status.as_ref().and_then(|s| s.conditions.as_ref());
+        let is =
+            |t: &str| conds.is_some_and(|cs| cs.iter().any(|c| c.type_ == t && c.status == "True"));
+        if is("Failed") {
+            JobState::Failed
+        } else if is("Complete") {
+            JobState::Complete
+        } else {
+            JobState::Running
+        }
+    }
+}
+
+type Key = (String, String);
+
+#[derive(Clone, Copy)]
+struct Seen<T> {
+    created: Option<jiff::Timestamp>,
+    state: T,
+}
+
+/// One kind's states, kept current by its watch (a relist drops what is gone).
+struct Kept<T> {
+    states: RwLock<HashMap<Key, Seen<T>>>,
+}
+
+impl<T: Copy + Send + Sync + 'static> Kept<T> {
+    fn new() -> Arc<Self> {
+        Arc::new(Kept {
+            states: RwLock::default(),
+        })
+    }
+
+    /// The state of `ns/name`, if a watch showed it and it was made at or after `not_before`.
+    fn get(&self, ns: &str, name: &str, not_before: Option<jiff::Timestamp>) -> Option<T> {
+        let states = self.states.read().unwrap_or_else(|p| p.into_inner());
+        let seen = states.get(&(ns.to_string(), name.to_string()))?;
+        match (seen.created, not_before) {
+            (Some(c), Some(nb)) if c >= nb => Some(seen.state),
+            _ => None,
+        }
+    }
+
+    /// Applies the watch's events and passes on the objects they touch (the triggers).
+    fn follow<K>(
+        self: Arc<Self>,
+        api: Api<K>,
+        labels: &str,
+        state: fn(&K) -> T,
+    ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+    where
+        K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        K: Send + Sync + 'static,
+    {
+        let key = |o: &K| (o.namespace().unwrap_or_default(), o.name_any());
+        let mut relisted: Option<HashSet<Key>> = None;
+        watcher(api, watcher::Config::default().labels(labels))
+            .default_backoff()
+            .map(move |ev| {
+                if let Ok(ev) = &ev {
+                    let mut states = self.states.write().unwrap_or_else(|p| p.into_inner());
+                    let seen = |o: &K| Seen {
+                        created: o.meta().creation_timestamp.as_ref().map(|t| t.0),
+                        state: state(o),
+                    };
+                    match ev {
+                        watcher::Event::Apply(o) => {
+                            states.insert(key(o), seen(o));
+                        }
+                        watcher::Event::Delete(o) => {
+                            states.remove(&key(o));
+                        }
+                        watcher::Event::Init => relisted = Some(HashSet::new()),
+                        watcher::Event::InitApply(o) => {
+                            relisted.get_or_insert_default().insert(key(o));
+                            states.insert(key(o), seen(o));
+                        }
+                        watcher::Event::InitDone => {
+                            let listed = relisted.take().unwrap_or_default();
+                            states.retain(|k, _| listed.contains(k));
+                        }
+                    }
+                }
+                ev
+            })
+            .touched_objects()
+    }
+}
+
+/// The Jobs and vclusters of all demos. Cheap to clone.
+#[derive(Clone)]
+pub struct Workloads {
+    jobs: Arc<Kept<JobState>>,
+    vclusters: Arc<Kept<bool>>,
+}
+
+impl Default for Workloads {
+    fn default() -> Self {
+        Workloads {
+            jobs: Kept::new(),
+            vclusters: Kept::new(),
+        }
+    }
+}
+
+impl Workloads {
+    /// The Job `ns/name` as last seen, if made at or after `not_before`.
+    pub fn job(
+        &self,
+        ns: &str,
+        name: &str,
+        not_before: Option<jiff::Timestamp>,
+    ) -> Option<JobState> {
+        self.jobs.get(ns, name, not_before)
+    }
+
+    /// Whether the vcluster `ns/name` was last seen up, if made at or after `not_before`.
+    pub fn vcluster_up(
+        &self,
+        ns: &str,
+        name: &str,
+        not_before: Option<jiff::Timestamp>,
+    ) -> Option<bool> {
+        self.vclusters.get(ns, name, not_before)
+    }
+
+    /// Watches the Jobs labelled `labels`, keeping their states.
+    pub fn follow_jobs(
+        &self,
+        api: Api<Job>,
+        labels: &str,
+    ) -> impl Stream<Item = Result<Job, watcher::Error>> + Send + 'static {
+        self.jobs.clone().follow(api, labels, JobState::of)
+    }
+
+    /// Watches the vclusters' StatefulSets labelled `labels`, keeping whether each is up.
+    pub fn follow_vclusters(
+        &self,
+        api: Api<StatefulSet>,
+        labels: &str,
+    ) -> impl Stream<Item = Result<StatefulSet, watcher::Error>> + Send + 'static {
+        self.vclusters
+            .clone()
+            .follow(api, labels, super::sleeper::is_ready)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn job(conditions: serde_json::Value) -> Job {
+        serde_json::from_value(
+            json!({"metadata": {"name": "j"}, "status": {"conditions": conditions}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_job_state_is_read_from_its_conditions() {
+        assert_eq!(JobState::of(&job(json!(null))), JobState::Running);
+        assert_eq!(
+            JobState::of(&job(
+                json!([{"type": "SuccessCriteriaMet", "status": "True"}])
+            )),
+            JobState::Running,
+            "complete only once Complete says so"
+        );
+        assert_eq!(
+            JobState::of(&job(json!([{"type": "Complete", "status": "True"}]))),
+            JobState::Complete
+        );
+        assert_eq!(
+            JobState::of(&job(json!([{"type": "Failed", "status": "True"}]))),
+            JobState::Failed
+        );
+        assert_eq!(
+            JobState::of(&job(json!([{"type": "Complete", "status": "False"}]))),
+            JobState::Running
+        );
+    }
+
+    #[test]
+    fn only_what_was_made_after_the_demo_is_trusted() {
+        let kept = Kept::new();
+        let t = |s: i64| Some(jiff::Timestamp::from_second(s).unwrap());
+        kept.states.write().unwrap().insert(
+            ("ns".into(), "j".into()),
+            Seen {
+                created: t(100),
+                state: JobState::Complete,
+            },
+        );
+        assert_eq!(kept.get("ns", "j", t(100)), Some(JobState::Complete));
+        assert_eq!(kept.get("ns", "j", t(101)), None, "an older demo's Job");
+        assert_eq!(kept.get("ns", "j", None), None);
+        assert_eq!(kept.get("ns", "other", t(0)), None);
+    }
+}
