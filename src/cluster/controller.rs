@@ -253,6 +253,8 @@ const RECONCILES_AT_ONCE: u16 = 64;
 
 /// While something is in motion, look again this often.
 const POLL: Duration = Duration::from_millis(500);
+/// The kubeconfig step (its Secret is not watched), in its first seconds.
+const KUBECONFIG_FIRST_POLL: Duration = Duration::from_millis(100);
 /// A provisioning step that waits on a watched object (namespace, Job, StatefulSet):
 /// looked at this often even if no change arrives.
 const WATCHED_STEP_POLL: Duration = Duration::from_secs(5);
@@ -320,7 +322,10 @@ fn poll_while(progress: &provisioner::Progress) -> Duration {
         .map(|t| (now() - t).num_seconds())
         .unwrap_or(0);
     match running_for {
-        ..10 => POLL,
+        // The syncer publishes the kubeconfig about when the vcluster comes up: the
+        // first look often just misses it, and a demo should not wait a whole POLL.
+        ..2 => KUBECONFIG_FIRST_POLL,
+        2..10 => POLL,
         10..60 => Duration::from_secs(2),
         _ => Duration::from_secs(5),
     }
