@@ -267,8 +267,9 @@ pub async fn step(
         if let Some(waiting) = restore_step(client, ns, &job, Some(&cm), seen, p).await? {
             return Ok(waiting);
         }
+        w.forget_job(ns, JOB_NAME);
     }
-    up_and_published(client, ns, vcluster, w.vcluster_up(ns, vcluster, since), p).await
+    up_and_published(client, ns, vcluster, (w, since), p).await
 }
 
 /// Steps namespace, quota and access: what the restore Job runs in. Ready when all
@@ -433,7 +434,8 @@ pub async fn reset_step(
     if let Some(waiting) = restore_step(client, ns, &job, None, seen, p).await? {
         return Ok(waiting);
     }
-    up_and_published(client, ns, vcluster, w.vcluster_up(ns, vcluster, since), p).await
+    w.forget_job(ns, &restore_job_name(generation));
+    up_and_published(client, ns, vcluster, (w, since), p).await
 }
 
 /// Runs a restoring Job (`vcluster create --restore` or `vcluster restore`) as the
@@ -460,19 +462,19 @@ async fn restore_step(
 }
 
 /// Steps boot and kubeconfig: the vcluster's control plane is up and its syncer
-/// published the kubeconfig. `up`: whether a watch last saw the vcluster up (see
-/// `workloads`); else it is read.
+/// published the kubeconfig. Whether the vcluster is up is read from what its watch
+/// last said (see `workloads`), or from the API server when that is not known.
 async fn up_and_published(
     client: &Client,
     ns: &str,
     vcluster: &str,
-    up: Option<bool>,
+    (w, since): (&Workloads, Option<jiff::Timestamp>),
     p: &mut Progress,
 ) -> Result<Outcome, kube::Error> {
     // The vcluster's control plane is up.
     if !p.is_done("boot") {
         p.running("boot");
-        let up = match up {
+        let up = match w.vcluster_up(ns, vcluster, since) {
             Some(up) => up,
             None => {
                 let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
@@ -485,6 +487,7 @@ async fn up_and_published(
             return Ok(Outcome::InProgress);
         }
         p.done("boot");
+        w.forget_vcluster(ns, vcluster);
     }
 
     // 6. The syncer published the kubeconfig.

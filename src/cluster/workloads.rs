@@ -72,6 +72,13 @@ impl<T: Copy + Send + Sync + 'static> Kept<T> {
         }
     }
 
+    fn forget(&self, ns: &str, name: &str) {
+        self.states
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(ns.to_string(), name.to_string()));
+    }
+
     /// Applies the watch's events and passes on the objects they touch (the triggers).
     fn follow<K>(
         self: Arc<Self>,
@@ -155,6 +162,17 @@ impl Workloads {
         self.vclusters.get(ns, name, not_before)
     }
 
+    /// Drops what is kept of a Job once its step is done: at 10,000 demos the finished
+    /// ones were most of this. (Should it be wanted again, it is read, as if unknown.)
+    pub fn forget_job(&self, ns: &str, name: &str) {
+        self.jobs.forget(ns, name);
+    }
+
+    /// Drops what is kept of a vcluster once its boot step is done.
+    pub fn forget_vcluster(&self, ns: &str, name: &str) {
+        self.vclusters.forget(ns, name);
+    }
+
     /// Watches the Jobs labelled `labels`, keeping their states.
     pub fn follow_jobs(
         &self,
@@ -227,5 +245,7 @@ mod tests {
         assert_eq!(kept.get("ns", "j", t(101)), None, "an older demo's Job");
         assert_eq!(kept.get("ns", "j", None), None);
         assert_eq!(kept.get("ns", "other", t(0)), None);
+        kept.forget("ns", "j");
+        assert_eq!(kept.get("ns", "j", t(100)), None, "forgotten: read again");
     }
 }
