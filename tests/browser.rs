@@ -106,9 +106,15 @@ fn replaced(e: &fantoccini::error::CmdError) -> bool {
     e.is_stale_element_reference() || e.to_string().contains("does not belong to the document")
 }
 
-async fn text(b: &Browser, css: &str) -> String {
-    // A page that shows progress reloads itself while it waits: an element found just
-    // before a reload is stale when read, so it is found again on the new page.
+/// Does `act` on the element `css`. A page that shows progress reloads itself while it
+/// waits, and a form's answer replaces the page: an element found just before is
+/// stale when used. A stale element was neither read nor clicked, so it is found again
+/// on the new page and `act` runs there.
+async fn on_element<T, F, Fut>(b: &Browser, css: &str, what: &str, act: F) -> T
+where
+    F: Fn(fantoccini::elements::Element) -> Fut,
+    Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+{
     let deadline = std::time::Instant::now() + T;
     loop {
         let el = b
@@ -117,12 +123,20 @@ async fn text(b: &Browser, css: &str) -> String {
             .for_element(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("{css}: {e}"));
-        match el.text().await {
-            Ok(t) => return t,
+        match act(el).await {
+            Ok(v) => return v,
             Err(e) if replaced(&e) && std::time::Instant::now() < deadline => {}
-            Err(e) => panic!("reading {css}: {e}"),
+            Err(e) => panic!("{what} {css}: {e}"),
         }
     }
+}
+
+async fn text(b: &Browser, css: &str) -> String {
+    on_element(b, css, "reading", |el| async move { el.text().await }).await
+}
+
+async fn click(b: &Browser, css: &str) {
+    on_element(b, css, "clicking", |el| async move { el.click().await }).await
 }
 
 async fn wait_css(b: &Browser, css: &str) {
@@ -131,26 +145,6 @@ async fn wait_css(b: &Browser, css: &str) {
         .for_element(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("waiting for {css}: {e}"));
-}
-
-async fn click(b: &Browser, css: &str) {
-    // As in `text`: an element found just before the page is replaced (a reload, a
-    // form's answer) is stale when clicked. A stale element was not clicked, so it is
-    // found again on the new page and clicked there.
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        let el = b
-            .wait()
-            .at_most(T)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"));
-        match el.click().await {
-            Ok(()) => return,
-            Err(e) if replaced(&e) && std::time::Instant::now() < deadline => {}
-            Err(e) => panic!("clicking {css}: {e}"),
-        }
-    }
 }
 
 scenarios!(sales_and_prospect_journey_in_chromium);
