@@ -11,6 +11,7 @@ use crate::k8s::create_if_absent;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, ObjectRef};
@@ -49,7 +50,7 @@ type Published = HashMap<(String, String), String>;
 struct Ctx {
     syncer: Arc<Syncer>,
     /// The vclusters' own pods, as far as `syncer_running` reads them.
-    vcluster_pods: reflector::Store<Pod>,
+    vcluster_pods: reflector::Store<VclusterPod>,
     pods: reflector::Store<PartialObjectMeta<Pod>>,
     services: reflector::Store<PartialObjectMeta<Service>>,
     /// (namespace, name) → the StatefulSet's uid: a vcluster made again under the same
@@ -70,7 +71,16 @@ where
 {
     reflector::reflector(
         writer,
-        watcher(api, watcher::Config::default().labels(MANAGED_BY)).default_backoff(),
+        watcher(api, watcher::Config::default().labels(MANAGED_BY))
+            .default_backoff()
+            // Kept: who it is, and the label that names its vcluster.
+            .modify(|o| {
+                let mut m = super::kept_meta(std::mem::take(&mut o.metadata), true);
+                if let Some(l) = &mut m.labels {
+                    l.retain(|k, _| k == MANAGED_BY);
+                }
+                o.metadata = m;
+            }),
     )
     .filter_map(|event| async move {
         match event {
@@ -92,9 +102,8 @@ impl Syncer {
         // the deletion of host pods and Services it made (one deleted by hand is made
         // again, as the syncer does; only their metadata).
         let controller = super::lean_controller(
-            Api::<StatefulSet>::all(c.clone()),
+            Api::<VclusterSet>::all(c.clone()),
             watcher::Config::default().labels("app=vcluster"),
-            |s| s.metadata.managed_fields = None,
             // Its objects' pods trigger it (the kubelet, resyncing, starts them).
             None,
         )
@@ -102,11 +111,10 @@ impl Syncer {
             reflector::reflector(
                 vcluster_pod_writer,
                 watcher(
-                    Api::<Pod>::all(c.clone()),
+                    Api::<VclusterPod>::all(c.clone()),
                     watcher::Config::default().labels("app=vcluster"),
                 )
-                .default_backoff()
-                .modify(trim_pod),
+                .default_backoff(),
             )
             .touched_objects(),
             |pod| {
@@ -148,43 +156,65 @@ impl Syncer {
     }
 }
 
-fn error_policy(_sts: Arc<StatefulSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
+fn error_policy(_sts: Arc<VclusterSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
     tracing::debug!(error = %err, "agent: syncer step failed; retrying");
     Action::requeue(Duration::from_millis(200 + fastrand::u64(..300)))
 }
 
-/// Keeps of a vcluster's pod what `syncer_running` reads.
-fn trim_pod(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    let spec = pod.spec.take().unwrap_or_default();
-    pod.spec = Some(k8s_openapi::api::core::v1::PodSpec {
-        node_name: spec.node_name,
-        ..Default::default()
-    });
-    let status = pod.status.take().unwrap_or_default();
-    pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
-        phase: status.phase,
-        conditions: status.conditions,
-        ..Default::default()
-    });
+/// A vcluster's StatefulSet as the syncer keeps it: who it is and its replicas.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(from = "StatefulSet")]
+pub struct VclusterSet {
+    metadata: ObjectMeta,
+    replicas: Option<i32>,
+}
+super::kept_as!(VclusterSet, StatefulSet);
+
+impl From<StatefulSet> for VclusterSet {
+    fn from(s: StatefulSet) -> VclusterSet {
+        VclusterSet {
+            replicas: s.spec.and_then(|s| s.replicas),
+            metadata: super::kept_meta(s.metadata, false),
+        }
+    }
+}
+
+/// A vcluster's own pod as the syncer keeps it: what `syncer_running` reads, and its
+/// labels (they name the vcluster it triggers).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(from = "Pod")]
+pub struct VclusterPod {
+    metadata: ObjectMeta,
+    node: Option<String>,
+    /// Running and Ready.
+    ready: bool,
+}
+super::kept_as!(VclusterPod, Pod);
+
+impl From<Pod> for VclusterPod {
+    fn from(pod: Pod) -> VclusterPod {
+        let status = pod.status.unwrap_or_default();
+        VclusterPod {
+            node: pod.spec.and_then(|s| s.node_name),
+            ready: status.phase.as_deref() == Some("Running")
+                && status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Ready" && c.status == "True"),
+            metadata: super::kept_meta(pod.metadata, true),
+        }
+    }
 }
 
 /// The vcluster's own pod runs on this node and is Ready.
-fn syncer_running(pod: Option<&Pod>, node: &str) -> bool {
+fn syncer_running(pod: Option<&VclusterPod>, node: &str) -> bool {
     pod.is_some_and(|p| {
-        p.metadata.deletion_timestamp.is_none()
-            && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
-            && p.status.as_ref().is_some_and(|s| {
-                s.phase.as_deref() == Some("Running")
-                    && s.conditions
-                        .iter()
-                        .flatten()
-                        .any(|c| c.type_ == "Ready" && c.status == "True")
-            })
+        p.metadata.deletion_timestamp.is_none() && p.node.as_deref() == Some(node) && p.ready
     })
 }
 
-async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile(sts: Arc<VclusterSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let s = &ctx.syncer;
     let ns = sts.namespace().unwrap_or_default();
     let name = sts.name_any();
@@ -192,7 +222,7 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
     let pod = ctx
         .vcluster_pods
         .get(&ObjectRef::new(&format!("{name}-0")).within(&ns));
-    let scaled_down = sts.spec.as_ref().and_then(|x| x.replicas) == Some(0);
+    let scaled_down = sts.replicas == Some(0);
     if scaled_down || !syncer_running(pod.as_deref(), &s.node) {
         s.apps.stop(&ns, &name);
         return Ok(Action::await_change());
@@ -263,7 +293,7 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
 }
 
 /// The vcluster whose syncer made an object.
-fn made_by<K>(o: PartialObjectMeta<K>) -> Option<ObjectRef<StatefulSet>> {
+fn made_by<K>(o: PartialObjectMeta<K>) -> Option<ObjectRef<VclusterSet>> {
     let vcluster = o.metadata.labels.as_ref()?.get(MANAGED_BY)?;
     Some(ObjectRef::new(vcluster).within(o.metadata.namespace.as_deref()?))
 }
