@@ -5,11 +5,14 @@
 //! Sections (all by default; `-- starts` or `-- scale` for one; `--quick` for smaller
 //! levels, `--levels=100,1000` for others):
 //! - starts: a claim from a warm pool against a cold start;
-//! - scale: `showroom serve` in its own process over 100, 1,000 and 10,000 demos.
+//! - scale: `showroom serve` in its own process over 100, 1,000 and 10,000 demos;
+//! - dev: `showroom dev` (everything in one process) filled to the largest level.
 
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_macros, unused_imports)]
 mod common;
+#[path = "showroom/dev.rs"]
+mod dev;
 #[path = "showroom/load.rs"]
 mod load;
 #[path = "showroom/scale.rs"]
@@ -153,8 +156,8 @@ fn per_s(v: f64) -> String {
     format!("{v:.0}/s")
 }
 
-async fn scale_section(quick: bool) {
-    // `--levels=100,1000` picks other levels (to look at one change quickly).
+/// The levels asked for (`--levels=100,1000`), or the default ones.
+fn levels(quick: bool) -> Vec<usize> {
     let asked = std::env::args()
         .find_map(|a| a.strip_prefix("--levels=").map(str::to_string))
         .map(|l| {
@@ -162,11 +165,16 @@ async fn scale_section(quick: bool) {
                 .map(|n| n.trim().parse().expect("--levels=N,N,..."))
                 .collect()
         });
-    let levels: Vec<usize> = match asked {
+    match asked {
         Some(l) => l,
         None if quick => vec![20, 100, 400],
         None => vec![100, 1_000, 10_000],
-    };
+    }
+}
+
+async fn scale_section(quick: bool) {
+    // `--levels=100,1000` picks other levels (to look at one change quickly).
+    let levels = levels(quick);
     let measured_starts = if quick { 100 } else { 500 };
     let landing_secs = if quick { 2 } else { 3 };
     let top = *levels.last().unwrap();
@@ -402,4 +410,24 @@ async fn main() {
     if only("scale") {
         scale_section(quick).await;
     }
+    if only("dev") {
+        dev_section(quick).await;
+    }
+}
+
+/// `showroom dev` filled to the largest level: the RSS of the one process.
+async fn dev_section(quick: bool) {
+    let n = *levels(quick).last().expect("a level");
+    eprintln!("dev: showroom dev with {n} demos");
+    let f = dev::fill(n).await;
+    println!();
+    println!("| `showroom dev` (one process: simulation, agent, showroom) | {n} demos |");
+    println!("|---|---|");
+    println!(
+        "| started → all Ready or Failed (50 concurrent) | {:.1} s ({:.0}/s) |",
+        f.fill.as_secs_f64(),
+        f.demos as f64 / f.fill.as_secs_f64()
+    );
+    println!("| Ready / Failed | {} / {} |", f.ready, f.failed);
+    println!("| RSS | {:.0} MiB |", f.rss_mib);
 }

@@ -74,7 +74,7 @@ pub struct World {
     held: Vec<String>,
 }
 
-fn rss_mib(pid: &str) -> f64 {
+pub fn rss_mib(pid: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
@@ -191,7 +191,7 @@ async fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
