@@ -230,7 +230,7 @@ impl Slots {
         let Some(cache) = &self.cache else {
             return self.free_listed(demo, kind).await;
         };
-        for l in cache.state() {
+        for l in cache.labelled(demo) {
             if !self.is_slot_of(&l, demo, kind) {
                 continue;
             }
@@ -283,7 +283,7 @@ impl Slots {
         let Some(cache) = &self.cache else {
             return self.holds_run_listed(demo).await;
         };
-        for l in cache.state() {
+        for l in cache.labelled(demo) {
             if !self.is_slot_of(&l, demo, Some(Kind::Run)) {
                 continue;
             }
