@@ -185,6 +185,10 @@ pub(super) struct Log {
 pub struct State {
     pub(super) rv: u64,
     pub(super) types: BTreeMap<TypeKey, Arc<ResourceType>>,
+    /// The types by (group, version, kind), as ownerReferences name them: the collector
+    /// looks up an owner's type on every write that has one. Rebuilt when `types`
+    /// changes (a CRD is written).
+    kinds: HashMap<(String, String, String), TypeKey>,
     pub(super) objects: HashMap<TypeKey, Objects>,
     logs: HashMap<TypeKey, Log>,
 }
@@ -236,6 +240,17 @@ impl State {
             .is_some_and(|m| m.contains_key(&(ns.to_string(), name.to_string())))
     }
 
+    fn index_kinds(&mut self) {
+        self.kinds = self
+            .types
+            .iter()
+            .map(|(key, t)| {
+                let kind = (t.group.clone(), t.version.clone(), t.kind.clone());
+                (kind, key.clone())
+            })
+            .collect();
+    }
+
     /// Whether the collector has work with `obj` that no deletion announces: all its
     /// owners missing (made after, or with a wrong uid), or a pod bound to a node that
     /// does not exist. (Deletions and terminating namespaces announce themselves.)
@@ -252,9 +267,13 @@ impl State {
                 .rsplit_once('/')
                 .unwrap_or(("", s("apiVersion")));
             let Some((key, rt)) = self
-                .types
-                .iter()
-                .find(|(_, t)| t.group == group && t.version == version && t.kind == s("kind"))
+                .kinds
+                .get(&(
+                    group.to_string(),
+                    version.to_string(),
+                    s("kind").to_string(),
+                ))
+                .and_then(|key| self.types.get_key_value(key))
             else {
                 return false;
             };
@@ -345,13 +364,16 @@ impl Store {
             types.insert(rt.key(), Arc::new(rt));
         }
         let (events, _) = broadcast::channel(8192);
+        let mut state = State {
+            rv: 1,
+            types,
+            kinds: HashMap::new(),
+            objects: HashMap::new(),
+            logs: HashMap::new(),
+        };
+        state.index_kinds();
         Arc::new(Store {
-            state: Mutex::new(State {
-                rv: 1,
-                types,
-                objects: HashMap::new(),
-                logs: HashMap::new(),
-            }),
+            state: Mutex::new(state),
             events,
             by_type: Mutex::new(HashMap::new()),
             collect: Notify::new(),
@@ -608,13 +630,12 @@ impl Store {
             for k in old {
                 st.objects.remove(&k);
             }
-            return;
-        }
-        if let Ok(types) = ResourceType::from_crd(crd) {
+        } else if let Ok(types) = ResourceType::from_crd(crd) {
             for t in types {
                 st.types.insert(t.key(), Arc::new(t));
             }
         }
+        st.index_kinds();
     }
 
     /// The stored object, or NotFound.
