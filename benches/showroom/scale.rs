@@ -247,6 +247,8 @@ impl World {
             }
             None => std::process::Command::new(env!("CARGO_BIN_EXE_showroom")),
         };
+        // Its own process group, which `stop` ends as a whole.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let showroom = cmd
             .env("KUBECONFIG", &tc.kubeconfig)
             .arg("serve")
@@ -741,8 +743,22 @@ impl World {
         }
     }
 
+    /// Stops `showroom serve` and whatever wraps it: showroom is asked to stop (a
+    /// profiler wrapping it then writes its data and exits), and what is left of the
+    /// process group after 30 s is killed. Killing only the wrapper
+    /// (SHOWROOM_BENCH_WRAP) left showroom running after the bench.
     pub fn stop(mut self) {
-        let _ = self.showroom.kill();
+        let pgid = self.showroom.id().to_string();
+        let _ = std::process::Command::new("pkill")
+            .args(["-TERM", "-g", &pgid, "-x", "showroom"])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while matches!(self.showroom.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .status();
         let _ = self.showroom.wait();
     }
 }
