@@ -210,6 +210,20 @@ impl State {
             .map(Stored::value)
     }
 
+    /// The stored objects of a `v1` type of a group in one namespace (not parsed).
+    pub(super) fn stored_in<'a>(
+        &'a self,
+        group: &str,
+        plural: &str,
+        ns: &'a str,
+    ) -> impl Iterator<Item = &'a Stored> + 'a {
+        let key: TypeKey = (group.to_string(), "v1".to_string(), plural.to_string());
+        self.objects
+            .get(&key)
+            .into_iter()
+            .flat_map(move |m| in_namespace(m, Some(ns)))
+    }
+
     /// The objects of a `v1` type of a group, as stored, keyed by (namespace, name).
     pub(super) fn stored_of<'a>(
         &'a self,
