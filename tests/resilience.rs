@@ -170,3 +170,52 @@ async fn a_lagging_cache_does_not_repeat_a_step() {
     sim.faults.clear();
     app.stop().await;
 }
+
+/// Read your own writes through a lagging cache: after an action's answer, the next
+/// read (pages and the API both read the cache) shows what the action wrote. A demo
+/// page without the save card never polls, so a browser sent there after "Save as
+/// template" showed no save until reloaded (a CI failure on the real control plane).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_read_shows_what_an_action_wrote_despite_a_lagging_cache() {
+    let tc = TestCluster::sim().await;
+    let sim = tc.sim.as_ref().expect("the simulation");
+    let app = start_showroom(&tc, test_config()).await;
+    let alice = Client::new(&app, SALES);
+    let name = alice.start(r#"{"template": "shop"}"#).await["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    alice.wait_phase(&name, Some("Ready"), T).await;
+    sim.faults.set(FaultSettings {
+        watch_delay: Duration::from_millis(500),
+        ..Default::default()
+    });
+    let path = format!("/api/v1/demos/{name}");
+
+    let (code, v) = alice
+        .post(&format!("{path}/extend"), r#"{"by": "30m"}"#)
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let (_, v) = alice.get(&path).await;
+    assert_eq!(v["lifecycle"]["extension"], "30m", "{v}");
+
+    let (code, v) = alice
+        .post(&format!("{path}/share-links"), r#"{"label": "ACME"}"#)
+        .await;
+    assert_eq!(code, 201, "{v}");
+    let (_, v) = alice.get(&path).await;
+    assert_eq!(v["shareLinks"].as_array().map(Vec::len), Some(1), "{v}");
+
+    let (code, v) = alice
+        .post(&format!("{path}/snapshot"), r#"{"template": "lagged"}"#)
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let (_, v) = alice.get(&path).await;
+    assert_eq!(v["save"]["phase"], "Saving", "{v}");
+    let (code, v) = alice.post(&format!("{path}/sleep"), "").await;
+    assert_eq!(code, 202, "{v}");
+    let (_, v) = alice.get(&path).await;
+    assert_eq!(v["desiredState"], "Sleeping", "{v}");
+    sim.faults.clear();
+    app.stop().await;
+}

@@ -81,7 +81,7 @@ pub async fn request(
     demo: &Demo,
     req: &SaveRequest,
     by: &str,
-) -> Result<DemoTemplate, SaveError> {
+) -> Result<(DemoTemplate, Demo), SaveError> {
     let name = demo.name_any();
     may_save(demo)?;
     let Some(origin) = catalogue.get(&demo.spec.template) else {
@@ -125,12 +125,14 @@ pub async fn request(
         finished_at: None,
         message: Some("writing the snapshot".into()),
     };
-    if let Err(e) = mark_saving(client, demo, &save).await {
-        // Refused (another save won, the demo changed) or gone: take the reservation back.
-        let _ = forget(&api, &template.name).await;
-        return Err(e);
+    match mark_saving(client, demo, &save).await {
+        Ok(marked) => Ok((created, marked)),
+        Err(e) => {
+            // Refused (another save won, the demo changed) or gone: take the reservation back.
+            let _ = forget(&api, &template.name).await;
+            Err(e)
+        }
     }
-    Ok(created)
 }
 
 /// Whether `demo`, as read, may start a save.
@@ -154,7 +156,8 @@ fn may_save(demo: &Demo) -> Result<(), SaveError> {
 }
 
 /// Writes `status.save` only onto a Demo the checks pass on (see `guarded_write`).
-async fn mark_saving(client: &Client, demo: &Demo, save: &SaveStatus) -> Result<(), SaveError> {
+/// Returns the Demo as written, so that the caller can wait for its cache to show it.
+async fn mark_saving(client: &Client, demo: &Demo, save: &SaveStatus) -> Result<Demo, SaveError> {
     let name = demo.name_any();
     guarded_write(
         client,
@@ -168,7 +171,6 @@ async fn mark_saving(client: &Client, demo: &Demo, save: &SaveStatus) -> Result<
         || SaveError::NotNow(format!("demo {name:?} kept changing; try again")),
     )
     .await
-    .map(|_| ())
 }
 
 /// Removes a DemoTemplate for good (finalizer first).

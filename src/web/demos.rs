@@ -585,7 +585,7 @@ pub mod ops {
     ) -> Result<DemoTemplate, ApiError> {
         let d = find(s, user, name).await?;
         refuse_if_gone(&d, "save")?;
-        let dt = saving::request(
+        let (dt, marked) = saving::request(
             &s.client,
             &s.slots.namespace,
             &s.instance,
@@ -601,6 +601,8 @@ pub mod ops {
             SaveError::Invalid(_) => ApiError::bad_request(e.to_string()),
             SaveError::Kube(k) => k.into(),
         })?;
+        // The demo page a browser is sent to next reads the cache: it must show the save.
+        shown(s, marked).await;
         tracing::info!(demo = %name, template = %dt.name_any(), by = %user.name, "save as template requested");
         Ok(dt)
     }
