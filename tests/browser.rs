@@ -117,16 +117,14 @@ where
 {
     let deadline = std::time::Instant::now() + T;
     loop {
-        let el = b
-            .wait()
-            .at_most(T)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        let el = match b.wait().at_most(T).for_element(Locator::Css(css)).await {
+            Ok(el) => el,
+            Err(e) => panic!("{css}: {e}\n{}", where_we_are(b).await),
+        };
         match act(el).await {
             Ok(v) => return v,
             Err(e) if replaced(&e) && std::time::Instant::now() < deadline => {}
-            Err(e) => panic!("{what} {css}: {e}"),
+            Err(e) => panic!("{what} {css}: {e}\n{}", where_we_are(b).await),
         }
     }
 }
@@ -140,11 +138,20 @@ async fn click(b: &Browser, css: &str) {
 }
 
 async fn wait_css(b: &Browser, css: &str) {
-    b.wait()
-        .at_most(T)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("waiting for {css}: {e}"));
+    if let Err(e) = b.wait().at_most(T).for_element(Locator::Css(css)).await {
+        panic!("waiting for {css}: {e}\n{}", where_we_are(b).await);
+    }
+}
+
+/// The page a failed wait was on, for the failure message: CI keeps no screenshots.
+async fn where_we_are(b: &Browser) -> String {
+    let url = b.current_url().await.map(|u| u.to_string());
+    let body = match b.find(Locator::Css("body")).await {
+        Ok(el) => el.text().await.unwrap_or_else(|e| format!("({e})")),
+        Err(e) => format!("({e})"),
+    };
+    let body: String = body.chars().take(1500).collect();
+    format!("on {url:?}, showing:\n{body}")
 }
 
 scenarios!(sales_and_prospect_journey_in_chromium);
