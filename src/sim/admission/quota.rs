@@ -5,7 +5,7 @@
 
 use crate::domain::quantity::Quantity;
 use crate::sim::error::ApiError;
-use crate::sim::object::{is_deleting, meta};
+use crate::sim::object::meta;
 use crate::sim::store::State;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -101,49 +101,10 @@ pub fn limit_ranges(st: &State, ns: &str, pod: &mut Value) {
     }
 }
 
-/// What one pod counts against each compute key (None: a container names no value).
-fn pod_usage(pod: &Value, key: &str) -> Option<Option<Quantity>> {
-    if key == "pods" || key == "count/pods" {
-        return Some(Some(Quantity::parse("1").expect("1 is a quantity")));
-    }
-    let (part, res) = match key.split_once('.') {
-        Some(("requests", r)) => ("requests", r),
-        Some(("limits", r)) => ("limits", r),
-        None if matches!(key, "cpu" | "memory" | "ephemeral-storage") => ("requests", key),
-        _ => return None,
-    };
-    if !matches!(res, "cpu" | "memory" | "ephemeral-storage") {
-        return None;
-    }
-    let mut total = Quantity::default();
-    for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
-        let v = &c["resources"][part][res];
-        let q = match v {
-            Value::String(s) => Quantity::parse(s).ok(),
-            Value::Number(n) => Quantity::parse(&n.to_string()).ok(),
-            _ => None,
-        };
-        match q {
-            Some(q) => total = total + q,
-            None => return Some(None),
-        }
-    }
-    Some(Some(total))
-}
-
-/// Pods that count against a quota: not finished, and not past their deletion.
-fn counts(pod: &Value) -> bool {
-    let finished = matches!(
-        pod["status"]["phase"].as_str(),
-        Some("Succeeded" | "Failed")
-    );
-    let confirmed_gone =
-        is_deleting(pod) && pod["metadata"]["deletionGracePeriodSeconds"].as_i64() == Some(0);
-    !(finished || confirmed_gone)
-}
-
 /// Of a pod, what quota counting reads: its deletion, its containers' resources, its
-/// phase.
+/// phase. Every change of a pod recounts its namespace, and parsing each pod whole
+/// (some 3 KiB of JSON, managedFields and all) was a fifth of the simulation's CPU
+/// while it filled to 4,000 demos (perf).
 #[derive(serde::Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
 struct Counted {
@@ -168,6 +129,7 @@ struct CountedSpec {
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]
 struct CountedContainer {
+    name: String,
     resources: Value,
 }
 
@@ -177,28 +139,52 @@ struct CountedStatus {
     phase: Option<String>,
 }
 
-/// The pods of a namespace, parsed into just what `counts` and `pod_usage` read. Every
-/// change of a pod recounts its namespace, and parsing each pod whole (some 3 KiB of
-/// JSON, managedFields and all) was a fifth of the simulation's CPU while it filled to
-/// 4,000 demos (perf).
-fn counted_pods<'a>(st: &'a State, ns: &'a str) -> impl Iterator<Item = Value> + 'a {
-    st.stored_in("", "pods", ns).map(|o| {
-        let c: Counted = serde_json::from_slice(&o.json).unwrap_or_default();
-        let containers: Vec<Value> = c
-            .spec
-            .containers
-            .into_iter()
-            .map(|c| json!({"resources": c.resources}))
-            .collect();
-        json!({
-            "metadata": {
-                "deletionTimestamp": c.metadata.deletion_timestamp,
-                "deletionGracePeriodSeconds": c.metadata.deletion_grace_period_seconds,
-            },
-            "spec": {"containers": containers},
-            "status": {"phase": c.status.phase},
-        })
-    })
+impl Counted {
+    /// A pod as admission sees it (a JSON value); a malformed part counts as absent.
+    fn of(pod: &Value) -> Counted {
+        serde::Deserialize::deserialize(pod).unwrap_or_default()
+    }
+
+    /// What the pod counts against a compute key (None: a container names no value).
+    fn usage(&self, key: &str) -> Option<Option<Quantity>> {
+        if key == "pods" || key == "count/pods" {
+            return Some(Some(Quantity::parse("1").expect("1 is a quantity")));
+        }
+        let (part, res) = compute_key(key)?;
+        let mut total = Quantity::default();
+        for c in &self.spec.containers {
+            let q = match &c.resources[part][res] {
+                Value::String(s) => Quantity::parse(s).ok(),
+                Value::Number(n) => Quantity::parse(&n.to_string()).ok(),
+                _ => None,
+            };
+            match q {
+                Some(q) => total = total + q,
+                None => return Some(None),
+            }
+        }
+        Some(Some(total))
+    }
+
+    /// Whether the pod counts against a quota: not finished, and not past its deletion.
+    fn counts(&self) -> bool {
+        let finished = matches!(self.status.phase.as_deref(), Some("Succeeded" | "Failed"));
+        let confirmed_gone = self.metadata.deletion_timestamp.is_some()
+            && self.metadata.deletion_grace_period_seconds == Some(0);
+        !(finished || confirmed_gone)
+    }
+}
+
+/// A compute key as (part of `resources`, resource): "limits.cpu" → ("limits", "cpu");
+/// a bare "cpu" means its request. None for keys that are not compute resources.
+fn compute_key(key: &str) -> Option<(&'static str, &str)> {
+    let (part, res) = match key.split_once('.') {
+        Some(("requests", r)) => ("requests", r),
+        Some(("limits", r)) => ("limits", r),
+        None if matches!(key, "cpu" | "memory" | "ephemeral-storage") => ("requests", key),
+        _ => return None,
+    };
+    matches!(res, "cpu" | "memory" | "ephemeral-storage").then_some((part, res))
 }
 
 /// Usage of every key a namespace's quotas limit, over its live pods.
@@ -207,9 +193,12 @@ pub fn usage(st: &State, ns: &str, keys: &[String]) -> BTreeMap<String, Quantity
         .iter()
         .map(|k| (k.clone(), Quantity::default()))
         .collect();
-    for pod in counted_pods(st, ns).filter(counts) {
+    let pods = st
+        .stored_in("", "pods", ns)
+        .map(|o| serde_json::from_slice::<Counted>(&o.json).unwrap_or_default());
+    for pod in pods.filter(Counted::counts) {
         for k in keys {
-            if let Some(Some(q)) = pod_usage(&pod, k) {
+            if let Some(Some(q)) = pod.usage(k) {
                 let e = used.entry(k.clone()).or_default();
                 *e = *e + q;
             }
@@ -232,6 +221,7 @@ fn hard_of(quota: &Value) -> BTreeMap<String, Quantity> {
 
 /// The ResourceQuota plugin for a new pod.
 pub fn admit_pod(st: &State, ns: &str, pod: &Value) -> Result<(), ApiError> {
+    let counted = Counted::of(pod);
     for quota in st.objects_of("", "resourcequotas", Some(ns)) {
         let qname = meta(&quota, "name").unwrap_or_default();
         let hard = hard_of(&quota);
@@ -239,15 +229,10 @@ pub fn admit_pod(st: &State, ns: &str, pod: &Value) -> Result<(), ApiError> {
         // Resources the quota limits that the pod names no value for.
         let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for k in &keys {
-            if let Some(None) = pod_usage(pod, k) {
-                let res = k.split_once('.').map_or(k.as_str(), |x| x.1);
-                let part = k.split_once('.').map_or("requests", |x| x.0);
-                for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
-                    if c["resources"][part][res].is_null() {
-                        missing
-                            .entry(k.clone())
-                            .or_default()
-                            .push(c["name"].as_str().unwrap_or_default().to_string());
+            if let (Some(None), Some((part, res))) = (counted.usage(k), compute_key(k)) {
+                for c in &counted.spec.containers {
+                    if c.resources[part][res].is_null() {
+                        missing.entry(k.clone()).or_default().push(c.name.clone());
                     }
                 }
             }
@@ -265,7 +250,7 @@ pub fn admit_pod(st: &State, ns: &str, pod: &Value) -> Result<(), ApiError> {
         let used = usage(st, ns, &keys);
         let mut over = Vec::new();
         for (k, limit) in &hard {
-            if let Some(Some(want)) = pod_usage(pod, k) {
+            if let Some(Some(want)) = counted.usage(k) {
                 let now = used.get(k).copied().unwrap_or_default();
                 if now + want > *limit {
                     over.push(k.clone());
@@ -280,7 +265,7 @@ pub fn admit_pod(st: &State, ns: &str, pod: &Value) -> Result<(), ApiError> {
                     .join(",")
             };
             let show = |q: Quantity| format_quantity(q);
-            let requested = fmt(&|k| pod_usage(pod, k).flatten().map(show).unwrap_or_default());
+            let requested = fmt(&|k| counted.usage(k).flatten().map(show).unwrap_or_default());
             let used_s = fmt(&|k| show(used.get(k).copied().unwrap_or_default()));
             let limited = fmt(&|k| show(hard[k]));
             return Err(forbidden(
@@ -308,4 +293,51 @@ pub fn format_quantity(q: Quantity) -> String {
         }
     }
     n.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(extra: Value) -> Counted {
+        let mut p = json!({"metadata": {"name": "p"}, "spec": {"containers": [
+            {"name": "a", "resources": {"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi"}}},
+            {"name": "b", "resources": {"requests": {"cpu": 1}}},
+        ]}});
+        for (part, fields) in extra.as_object().unwrap() {
+            for (k, v) in fields.as_object().unwrap() {
+                p[part][k] = v.clone();
+            }
+        }
+        Counted::of(&p)
+    }
+
+    #[test]
+    fn a_pod_counts_its_containers_and_names_what_is_missing() {
+        let p = pod(json!({}));
+        let show = |k: &str| p.usage(k).map(|q| q.map(format_quantity));
+        assert_eq!(show("requests.cpu"), Some(Some("1250m".into())));
+        assert_eq!(show("cpu"), Some(Some("1250m".into())));
+        assert_eq!(show("pods"), Some(Some("1".into())));
+        // Container b names no memory limit: the pod cannot be counted against it.
+        assert_eq!(show("limits.memory"), Some(None));
+        // Not a compute resource: the quota's other keys do not apply to a pod.
+        assert_eq!(show("requests.storage"), None);
+        assert_eq!(show("services"), None);
+    }
+
+    #[test]
+    fn finished_and_confirmed_deleted_pods_count_no_more() {
+        assert!(pod(json!({})).counts());
+        assert!(pod(json!({"status": {"phase": "Running"}})).counts());
+        assert!(!pod(json!({"status": {"phase": "Succeeded"}})).counts());
+        assert!(!pod(json!({"status": {"phase": "Failed"}})).counts());
+        // Deleting with a grace period: it still runs, and counts.
+        let deleting = json!({"metadata": {"deletionTimestamp": "2026-11-28T00:00:00Z",
+            "deletionGracePeriodSeconds": 30}});
+        assert!(pod(deleting).counts());
+        let gone = json!({"metadata": {"deletionTimestamp": "2026-11-28T00:00:00Z",
+            "deletionGracePeriodSeconds": 0}});
+        assert!(!pod(gone).counts());
+    }
 }
