@@ -437,6 +437,72 @@ fn only_progress(before: &Demo, after: &Demo) -> bool {
     }
 }
 
+/// What a watch keeps current (the Demo index, a metadata map), one object at a time.
+trait Follows<K> {
+    fn apply(&mut self, o: &K);
+    fn delete(&mut self, o: &K);
+}
+
+/// A relist under way, and the fresh view it builds. Changes apply in place; a relist
+/// builds a new view that replaces the old one when it ends, so that what was removed
+/// while the watch was down goes too. (`workloads` keeps its states in place through a
+/// relist instead: provisioning reads them meanwhile.)
+struct Relist<T>(Option<T>);
+
+impl<T> Default for Relist<T> {
+    fn default() -> Self {
+        Relist(None)
+    }
+}
+
+impl<T> Relist<T> {
+    /// Applies `ev` to `live`, or to the view a relist builds; true when a relist ended.
+    fn apply<K>(&mut self, ev: &watcher::Event<K>, live: &RwLock<T>, fresh: impl Fn() -> T) -> bool
+    where
+        T: Follows<K>,
+    {
+        let live = || live.write().unwrap_or_else(|p| p.into_inner());
+        match ev {
+            watcher::Event::Apply(o) => live().apply(o),
+            watcher::Event::Delete(o) => live().delete(o),
+            watcher::Event::Init => self.0 = Some(fresh()),
+            watcher::Event::InitApply(o) => self.0.get_or_insert_with(&fresh).apply(o),
+            watcher::Event::InitDone => {
+                *live() = self.0.take().unwrap_or_else(fresh);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Follows<Demo> for Index {
+    fn apply(&mut self, d: &Demo) {
+        self.insert(d);
+    }
+    fn delete(&mut self, d: &Demo) {
+        self.remove(&d.name_any());
+    }
+}
+
+/// A metadata map's key: "namespace/name".
+fn meta_key<K>(o: &PartialObjectMeta<K>) -> String {
+    format!(
+        "{}/{}",
+        o.metadata.namespace.as_deref().unwrap_or_default(),
+        o.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+impl<K> Follows<PartialObjectMeta<K>> for Metas {
+    fn apply(&mut self, o: &PartialObjectMeta<K>) {
+        self.insert(meta_key(o), Arc::new(Meta::of(&o.metadata)));
+    }
+    fn delete(&mut self, o: &PartialObjectMeta<K>) {
+        self.remove(&meta_key(o));
+    }
+}
+
 /// Drops what no reader of a cache uses.
 fn strip<K: Resource>(o: &mut K) {
     o.meta_mut().managed_fields = None;
@@ -461,8 +527,7 @@ pub fn demos(client: &Client, instance: &Instance) -> (DemoCache, JoinHandle<()>
     let c = cache.clone();
     let task = tokio::spawn(async move {
         futures::pin_mut!(stream);
-        // While a relist is under way: the index being rebuilt.
-        let mut rebuilding: Option<Index> = None;
+        let mut relist = Relist::default();
         while let Some(ev) = stream.next().await {
             let ev = match ev {
                 Ok(ev) => ev,
@@ -476,31 +541,17 @@ pub fn demos(client: &Client, instance: &Instance) -> (DemoCache, JoinHandle<()>
                 _ => None,
             };
             writer.apply_watcher_event(&ev);
-            match &ev {
-                watcher::Event::Apply(d) => {
-                    c.index.write().unwrap_or_else(|p| p.into_inner()).insert(d);
-                    if !before.is_some_and(|b| only_progress(&b, d)) {
-                        let _ = c.changes.send(d.name_any());
-                    }
-                }
-                watcher::Event::Delete(d) => {
-                    c.index
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&d.name_any());
-                }
-                watcher::Event::Init => rebuilding = Some(Index::default()),
-                watcher::Event::InitApply(d) => {
-                    rebuilding.get_or_insert_default().insert(d);
-                }
-                watcher::Event::InitDone => {
-                    *c.index.write().unwrap_or_else(|p| p.into_inner()) =
-                        rebuilding.take().unwrap_or_default();
-                    c.ready.set();
-                    // Whatever changed while the watch was down: look at everything.
-                    for d in c.store.state() {
-                        let _ = c.changes.send(d.name_any());
-                    }
+            let relisted = relist.apply(&ev, &c.index, Index::default);
+            if let watcher::Event::Apply(d) = &ev
+                && !before.is_some_and(|b| only_progress(&b, d))
+            {
+                let _ = c.changes.send(d.name_any());
+            }
+            if relisted {
+                c.ready.set();
+                // Whatever changed while the watch was down: look at everything.
+                for d in c.store.state() {
+                    let _ = c.changes.send(d.name_any());
                 }
             }
             c.applied.send_modify(|n| *n += 1);
@@ -525,44 +576,19 @@ where
         ready: Ready::new(),
         kind: std::marker::PhantomData,
     };
-    let key = |o: &PartialObjectMeta<K>| {
-        format!(
-            "{}/{}",
-            o.metadata.namespace.as_deref().unwrap_or_default(),
-            o.metadata.name.as_deref().unwrap_or_default()
-        )
-    };
     let c = cache.clone();
     let task = tokio::spawn(async move {
         let stream = watcher(api, cfg).default_backoff();
         futures::pin_mut!(stream);
-        // While a relist is under way: the objects it has brought so far.
-        let mut relisted: Option<Metas> = None;
+        let mut relist = Relist::default();
         while let Some(ev) = stream.next().await {
-            let ev = match ev {
-                Ok(ev) => ev,
-                Err(e) => {
-                    tracing::debug!(error = %e, "metadata watch interrupted; retrying");
-                    continue;
-                }
-            };
             match ev {
-                watcher::Event::Apply(o) => {
-                    c.write().insert(key(&o), Arc::new(Meta::of(&o.metadata)));
+                Ok(ev) => {
+                    if relist.apply(&ev, &c.objects, || Metas::new(index)) {
+                        c.ready.set();
+                    }
                 }
-                watcher::Event::Delete(o) => {
-                    c.write().remove(&key(&o));
-                }
-                watcher::Event::Init => relisted = Some(Metas::new(index)),
-                watcher::Event::InitApply(o) => {
-                    relisted
-                        .get_or_insert_with(|| Metas::new(index))
-                        .insert(key(&o), Arc::new(Meta::of(&o.metadata)));
-                }
-                watcher::Event::InitDone => {
-                    *c.write() = relisted.take().unwrap_or_else(|| Metas::new(index));
-                    c.ready.set();
-                }
+                Err(e) => tracing::debug!(error = %e, "metadata watch interrupted; retrying"),
             }
         }
     });
@@ -622,9 +648,6 @@ impl Metas {
 }
 
 impl<K> MetaCache<K> {
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Metas> {
-        self.objects.write().unwrap_or_else(|p| p.into_inner())
-    }
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Metas> {
         self.objects.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -772,7 +795,7 @@ mod tests {
     }
 
     #[test]
-    fn a_label_index_follows_inserts_changes_and_removals() {
+    fn a_label_index_follows_changes_removals_and_relists() {
         let slot = |name: &str, demo: Option<&str>| {
             let mut m = kube::api::ObjectMeta {
                 name: Some(name.into()),
@@ -799,14 +822,39 @@ mod tests {
         };
         assert_eq!(names(cache.labelled("d1")), ["a", "b"]);
         // Relabelled: it moves; unlabelled: it leaves the index, not the cache.
-        cache.write().insert("ns/b".into(), slot("b", Some("d2")));
-        cache.write().insert("ns/a".into(), slot("a", None));
+        let event = |name: &str, demo: Option<&str>| {
+            let mut m = kube::api::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            };
+            if let Some(d) = demo {
+                m.labels = Some([(DEMO_LABEL.to_string(), d.to_string())].into());
+            }
+            kube::core::PartialObjectMetaExt::into_response_partial::<Lease>(m)
+        };
+        let mut relist = Relist::default();
+        let fresh = || Metas::new(Some(DEMO_LABEL));
+        let apply = |relist: &mut Relist<Metas>, ev| relist.apply(&ev, &cache.objects, fresh);
+        apply(&mut relist, watcher::Event::Apply(event("b", Some("d2"))));
+        apply(&mut relist, watcher::Event::Apply(event("a", None)));
         assert_eq!(names(cache.labelled("d1")), Vec::<String>::new());
         assert_eq!(names(cache.labelled("d2")), ["b"]);
         assert_eq!(cache.state().len(), 3);
-        cache.write().remove("ns/b");
+        apply(&mut relist, watcher::Event::Delete(event("b", Some("d2"))));
         assert!(cache.labelled("d2").is_empty());
         assert!(cache.read().by_label.is_empty(), "no empty entries kept");
+        // A relist: until it ends, the cache stays as it was; then it holds what the
+        // relist listed, and nothing removed while the watch was down.
+        assert!(!apply(&mut relist, watcher::Event::Init));
+        apply(
+            &mut relist,
+            watcher::Event::InitApply(event("d", Some("d3"))),
+        );
+        assert_eq!(cache.state().len(), 2, "a and c, until the relist ends");
+        assert!(apply(&mut relist, watcher::Event::InitDone));
+        assert_eq!(names(cache.state()), ["d"]);
+        assert_eq!(names(cache.labelled("d3")), ["d"]);
         // Without an index, nothing is labelled.
         let mut plain = Metas::new(None);
         plain.insert("ns/a".into(), slot("a", Some("d1")));
