@@ -152,11 +152,7 @@ async fn a_lagging_cache_does_not_repeat_a_step() {
         ..Default::default()
     });
     let alice = Client::new(&app, SALES);
-    let name = alice.start(r#"{"template": "shop"}"#).await["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    alice.wait_phase(&name, Some("Ready"), T).await;
+    alice.start_ready("shop", T).await;
     // Long enough for any repeat to have been written and seen.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (code, m) = http("GET", &format!("{}/metrics", alice.base), None, None).await;
@@ -181,11 +177,7 @@ async fn the_next_read_shows_what_an_action_wrote_despite_a_lagging_cache() {
     let sim = tc.sim.as_ref().expect("the simulation");
     let app = start_showroom(&tc, test_config()).await;
     let alice = Client::new(&app, SALES);
-    let name = alice.start(r#"{"template": "shop"}"#).await["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    alice.wait_phase(&name, Some("Ready"), T).await;
+    let name = alice.start_ready("shop", T).await;
     sim.faults.set(FaultSettings {
         watch_delay: Duration::from_millis(500),
         ..Default::default()

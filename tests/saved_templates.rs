@@ -53,17 +53,10 @@ fn saved_templates(tc: &TestCluster) -> Api<DemoTemplate> {
     Api::namespaced(tc.client.clone(), &test_config().namespace)
 }
 
-async fn ready_demo(c: &Client, template: &str) -> String {
-    let d = c.start(&format!(r#"{{"template": "{template}"}}"#)).await;
-    let name = d["name"].as_str().unwrap().to_string();
-    c.wait_phase(&name, Some("Ready"), T).await;
-    name
-}
-
 async fn a_saved_demo_becomes_a_template_that_starts_from_its_snapshot(tc: TestCluster) {
     let app = start_showroom(&tc, test_config()).await;
     let (alice, bob) = (Client::new(&app, SALES), Client::new(&app, OTHER));
-    let demo = ready_demo(&alice, "shop").await;
+    let demo = alice.start_ready("shop", T).await;
     let new = unique("acme");
     let path = format!("/api/v1/demos/{demo}/snapshot");
 
@@ -167,7 +160,7 @@ async fn a_saved_demo_becomes_a_template_that_starts_from_its_snapshot(tc: TestC
     assert_eq!(shipped["snapshot"], "oci://example.test/snap/shop:1");
 
     // A start from it restores the saved snapshot.
-    let from_saved = ready_demo(&bob, &new).await;
+    let from_saved = bob.start_ready(&new, T).await;
     let secrets: Api<Secret> = Api::namespaced(tc.client.clone(), &from_saved);
     let config = secrets
         .get(&format!("vc-config-{from_saved}"))
@@ -226,7 +219,7 @@ async fn a_saved_demo_becomes_a_template_that_starts_from_its_snapshot(tc: TestC
 async fn a_failed_save_leaves_no_template_and_says_why(tc: TestCluster) {
     let app = start_showroom(&tc, test_config()).await;
     let alice = Client::new(&app, SALES);
-    let demo = ready_demo(&alice, "shop").await;
+    let demo = alice.start_ready("shop", T).await;
     let new = unique("nopush");
     // The registry refuses pushes to where the snapshot would go.
     tc.snapshots.refuse_pushes(
@@ -286,7 +279,7 @@ async fn a_failed_save_leaves_no_template_and_says_why(tc: TestCluster) {
 async fn two_saves_at_once_start_one(tc: TestCluster) {
     let app = start_showroom(&tc, test_config()).await;
     let alice = Client::new(&app, SALES);
-    let demo = ready_demo(&alice, "shop").await;
+    let demo = alice.start_ready("shop", T).await;
     let path = format!("/api/v1/demos/{demo}/snapshot");
     let (a, b) = (unique("twin"), unique("twin"));
     let (body_a, body_b) = (

@@ -683,11 +683,7 @@ async fn upgrades_such_as_websockets_pass_through_the_link_proxy(tc: TestCluster
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = start_showroom_with_users(&tc, test_config(), dev_users()).await;
     let api = Client::new(&app, SALES);
-    let name = api.start(r#"{"template": "shop"}"#).await["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    api.wait_phase(&name, Some("Ready"), T).await;
+    let name = api.start_ready("shop", T).await;
     let (_, link) = api
         .post(&format!("/api/v1/demos/{name}/share-links"), "{}")
         .await;
@@ -802,11 +798,7 @@ async fn nothing_the_demo_writes_steers_where_the_link_proxy_connects(tc: TestCl
     }
     let app = start_showroom_with_users(&tc, test_config(), dev_users()).await;
     let api = Client::new(&app, SALES);
-    let name = api.start(r#"{"template": "shop"}"#).await["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    api.wait_phase(&name, Some("Ready"), T).await;
+    let name = api.start_ready("shop", T).await;
     // The vcluster's syncer writes what the virtual cluster says: annotations that
     // name another address, and a Service turned into a pointer elsewhere.
     let services: Api<Service> = Api::namespaced(tc.client.clone(), &name);

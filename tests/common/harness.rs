@@ -209,6 +209,15 @@ impl Client {
         }
         panic!("could not start a demo");
     }
+    /// Starts a demo of `template` and waits until it is Ready: its name.
+    pub async fn start_ready(&self, template: &str, timeout: Duration) -> String {
+        let v = self
+            .start(&format!(r#"{{"template": "{template}"}}"#))
+            .await;
+        let name = v["name"].as_str().expect("a demo's name").to_string();
+        self.wait_phase(&name, Some("Ready"), timeout).await;
+        name
+    }
     pub async fn phase(&self, name: &str) -> Option<String> {
         let (code, v) = self.get(&format!("/api/v1/demos/{name}")).await;
         match code {
