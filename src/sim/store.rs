@@ -194,20 +194,14 @@ pub struct State {
 }
 
 impl State {
-    /// The objects of a `v1` type of a group (core: ""), in one namespace or all,
-    /// parsed.
+    /// The objects of a `v1` type of a group (core: "") in one namespace, parsed.
     pub(super) fn objects_of<'a>(
         &'a self,
         group: &str,
         plural: &str,
-        ns: Option<&'a str>,
+        ns: &'a str,
     ) -> impl Iterator<Item = Value> + 'a {
-        let key: TypeKey = (group.to_string(), "v1".to_string(), plural.to_string());
-        self.objects
-            .get(&key)
-            .into_iter()
-            .flat_map(move |m| in_namespace(m, ns))
-            .map(Stored::value)
+        self.stored_in(group, plural, ns).map(Stored::value)
     }
 
     /// The stored objects of a `v1` type of a group in one namespace (not parsed).
@@ -221,7 +215,7 @@ impl State {
         self.objects
             .get(&key)
             .into_iter()
-            .flat_map(move |m| in_namespace(m, Some(ns)))
+            .flat_map(move |m| in_namespace(m, ns))
     }
 
     /// The objects of a `v1` type of a group, as stored, keyed by (namespace, name).
@@ -236,11 +230,7 @@ impl State {
 
     /// The pods of a namespace that `uid` owns, parsed.
     pub(super) fn pods_owned_by(&self, ns: &str, uid: &str) -> Vec<Value> {
-        let key: TypeKey = (String::new(), "v1".to_string(), "pods".to_string());
-        self.objects
-            .get(&key)
-            .into_iter()
-            .flat_map(|m| in_namespace(m, Some(ns)))
+        self.stored_in("", "pods", ns)
             .filter(|o| o.owners.iter().any(|u| &**u == uid))
             .map(Stored::value)
             .collect()
@@ -315,19 +305,11 @@ impl State {
     }
 }
 
-/// The objects of one namespace (a range of the ordered map), or all of them.
-fn in_namespace<'a>(
-    m: &'a Objects,
-    ns: Option<&'a str>,
-) -> Box<dyn Iterator<Item = &'a Stored> + 'a> {
-    match ns {
-        Some(n) => Box::new(
-            m.range((n.to_string(), String::new())..)
-                .take_while(move |((ons, _), _)| ons == n)
-                .map(|(_, v)| v),
-        ),
-        None => Box::new(m.values()),
-    }
+/// The objects of one namespace: a range of the map, ordered by (namespace, name).
+fn in_namespace<'a>(m: &'a Objects, ns: &'a str) -> impl Iterator<Item = &'a Stored> + 'a {
+    m.range((ns.to_string(), String::new())..)
+        .take_while(move |((ons, _), _)| ons == ns)
+        .map(|(_, v)| v)
 }
 
 /// How a DELETE asks for an object to go.

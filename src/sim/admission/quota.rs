@@ -47,7 +47,7 @@ pub fn service_account(st: &State, ns: &str, pod: &mut Value) -> Result<(), ApiE
 /// the namespace's LimitRanges (`default` for limits, `defaultRequest` for requests).
 pub fn limit_ranges(st: &State, ns: &str, pod: &mut Value) {
     let mut set: Vec<String> = Vec::new();
-    for lr in st.objects_of("", "limitranges", Some(ns)) {
+    for lr in st.objects_of("", "limitranges", ns) {
         for item in lr["spec"]["limits"].as_array().into_iter().flatten() {
             if item["type"] != "Container" {
                 continue;
@@ -222,7 +222,7 @@ fn hard_of(quota: &Value) -> BTreeMap<String, Quantity> {
 /// The ResourceQuota plugin for a new pod.
 pub fn admit_pod(st: &State, ns: &str, pod: &Value) -> Result<(), ApiError> {
     let counted = Counted::of(pod);
-    for quota in st.objects_of("", "resourcequotas", Some(ns)) {
+    for quota in st.objects_of("", "resourcequotas", ns) {
         let qname = meta(&quota, "name").unwrap_or_default();
         let hard = hard_of(&quota);
         let keys: Vec<String> = hard.keys().cloned().collect();

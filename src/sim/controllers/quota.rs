@@ -11,7 +11,7 @@ pub fn sync(store: &Store, ns: &str) -> Option<Duration> {
     let rt = store.resource_type(&(String::new(), "v1".into(), "resourcequotas".into()))?;
     let plan: Vec<(String, Value)> = {
         let st = store.lock();
-        st.objects_of("", "resourcequotas", Some(ns))
+        st.objects_of("", "resourcequotas", ns)
             .filter_map(|q| {
                 let hard = q["spec"]["hard"].clone();
                 let keys: Vec<String> = hard
