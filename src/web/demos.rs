@@ -517,7 +517,11 @@ pub mod ops {
     pub async fn reset(s: &AppState, user: &User, name: &str) -> Result<Demo, ApiError> {
         let d = find(s, user, name).await?;
         refuse_if_gone(&d, "reset")?;
-        if !matches!(d.phase(), Phase::Ready | Phase::Sleeping | Phase::Waking) {
+        // A reset already asked for (a double click whose first half the controller has
+        // begun: Resetting) is joined below, on the stored Demo, not refused here.
+        let pending =
+            d.spec.reset_generation > d.status.as_ref().map_or(0, |st| st.reset_generation);
+        if !pending && !matches!(d.phase(), Phase::Ready | Phase::Sleeping | Phase::Waking) {
             return Err(ApiError::conflict(format!(
                 "demo {name:?} is {}; it can be reset once it is Ready",
                 d.phase().as_str()
