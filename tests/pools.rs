@@ -425,6 +425,18 @@ async fn a_reset_brings_back_the_snapshot_and_keeps_links_and_lease(tc: TestClus
     visit("POST", "/cart").await;
     assert_eq!(cart(&visit("GET", "/").await.text), Some(2));
 
+    // A restore slow enough that the demo is surely still Resetting when the third
+    // click below arrives.
+    let shop = |restore_time| showroom::sim::agent::Snapshot {
+        apps: vec![showroom::sim::agent::App {
+            namespace: "shop".into(),
+            service: "storefront".into(),
+            port: 80,
+        }],
+        restore_time,
+        boot_time: Duration::from_millis(300),
+    };
+    tc.snapshots.publish(url, shop(Duration::from_secs(3)));
     // A double click asks for one reset, not two.
     let reset = format!("/api/v1/demos/{name}/reset");
     let ((code, v), (code2, v2)) = tokio::join!(alice.post(&reset, ""), alice.post(&reset, ""));
@@ -433,6 +445,11 @@ async fn a_reset_brings_back_the_snapshot_and_keeps_links_and_lease(tc: TestClus
         (alice.phase(&name).await.as_deref() == Some("Resetting")).then_some(())
     })
     .await;
+    // A click once the controller has begun the reset joins it too.
+    let (code3, v3) = alice.post(&reset, "").await;
+    assert_eq!(code3, 202, "{v3}");
+    assert_eq!(v3["resetGeneration"], 1, "joined, not a second reset: {v3}");
+    tc.snapshots.publish(url, shop(Duration::from_millis(100)));
     // Meanwhile the link shows the waking page.
     let during = visit("GET", "/").await;
     assert!(
@@ -475,18 +492,7 @@ async fn a_reset_brings_back_the_snapshot_and_keeps_links_and_lease(tc: TestClus
         Some(1),
         "usable, as it was"
     );
-    tc.snapshots.publish(
-        url,
-        showroom::sim::agent::Snapshot {
-            apps: vec![showroom::sim::agent::App {
-                namespace: "shop".into(),
-                service: "storefront".into(),
-                port: 80,
-            }],
-            restore_time: Duration::from_millis(100),
-            boot_time: Duration::from_millis(300),
-        },
-    );
+    tc.snapshots.publish(url, shop(Duration::from_millis(100)));
     app.stop().await;
 }
 
