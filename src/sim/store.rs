@@ -90,10 +90,13 @@ pub struct Change {
     pub name: String,
     /// The object's controller owner: (kind, name).
     pub owner: Option<(String, String)>,
+    /// A pod that no longer counts against quotas (finished, or past its deletion);
+    /// false for every other object.
+    pub released_quota: bool,
 }
 
 impl Change {
-    fn of(key: TypeKey, kind: EventType, obj: &Value) -> Change {
+    pub(crate) fn of(key: TypeKey, kind: EventType, obj: &Value) -> Change {
         let owner = obj
             .pointer("/metadata/ownerReferences")
             .and_then(Value::as_array)
@@ -106,11 +109,14 @@ impl Change {
                     })
             });
         Change {
-            key,
             kind,
             namespace: meta(obj, "namespace").unwrap_or_default(),
             name: meta(obj, "name").unwrap_or_default(),
             owner,
+            released_quota: key.0.is_empty()
+                && key.2 == "pods"
+                && !super::admission::quota::pod_counts(obj),
+            key,
         }
     }
 }

@@ -166,13 +166,31 @@ impl Counted {
         Some(Some(total))
     }
 
-    /// Whether the pod counts against a quota: not finished, and not past its deletion.
     fn counts(&self) -> bool {
-        let finished = matches!(self.status.phase.as_deref(), Some("Succeeded" | "Failed"));
-        let confirmed_gone = self.metadata.deletion_timestamp.is_some()
-            && self.metadata.deletion_grace_period_seconds == Some(0);
-        !(finished || confirmed_gone)
+        counts(
+            self.status.phase.as_deref(),
+            self.metadata.deletion_timestamp.is_some(),
+            self.metadata.deletion_grace_period_seconds,
+        )
     }
+}
+
+/// Whether a pod counts against a quota: not finished, and not past its deletion.
+fn counts(phase: Option<&str>, deleting: bool, grace: Option<i64>) -> bool {
+    let finished = matches!(phase, Some("Succeeded" | "Failed"));
+    let confirmed_gone = deleting && grace == Some(0);
+    !(finished || confirmed_gone)
+}
+
+/// Whether a pod (as JSON) counts against a quota, read without parsing it further.
+pub fn pod_counts(pod: &Value) -> bool {
+    counts(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        pod.pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null()),
+        pod.pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64),
+    )
 }
 
 /// A compute key as (part of `resources`, resource): "limits.cpu" → ("limits", "cpu");

@@ -83,7 +83,14 @@ fn route(ev: &Change, queue: &mut BTreeSet<Work>) {
             if let Some(s) = owned_by("StatefulSet") {
                 queue.insert(Work::StatefulSet(ns.clone(), s));
             }
-            queue.insert(Work::Quota(ns));
+            // As kube-controller-manager's quota monitor: a pod's update recounts its
+            // namespace only when the pod stops counting (finished, or past its
+            // deletion), not on every status change the kubelet writes. A new pod is
+            // counted at once: the real API server's quota admission adds it to
+            // `status.used` as it admits it, which this recount stands in for.
+            if ev.kind != EventType::Modified || ev.released_quota {
+                queue.insert(Work::Quota(ns));
+            }
         }
         ("", "resourcequotas") if ev.kind != EventType::Deleted => {
             queue.insert(Work::Quota(ns));
@@ -161,6 +168,42 @@ async fn run(store: Arc<Store>) {
                 break;
             }
             queue.extend(entry.remove());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod_change(kind: EventType, pod: serde_json::Value) -> Change {
+        Change::of((String::new(), "v1".into(), "pods".into()), kind, &pod)
+    }
+
+    fn recounts(ev: &Change) -> bool {
+        let mut queue = BTreeSet::new();
+        route(ev, &mut queue);
+        queue.contains(&Work::Quota("ns".into()))
+    }
+
+    #[test]
+    fn a_pod_recounts_its_namespace_when_it_comes_goes_or_stops_counting() {
+        let meta = json!({"name": "p", "namespace": "ns"});
+        let running = json!({"metadata": meta, "status": {"phase": "Running"}});
+        assert!(recounts(&pod_change(EventType::Added, running.clone())));
+        assert!(recounts(&pod_change(EventType::Deleted, running.clone())));
+        // The kubelet's status updates change nothing quota counts.
+        assert!(!recounts(&pod_change(EventType::Modified, running)));
+        let graceful = json!({"metadata": {"name": "p", "namespace": "ns",
+            "deletionTimestamp": "2026-11-28T12:00:00Z", "deletionGracePeriodSeconds": 30}});
+        assert!(!recounts(&pod_change(EventType::Modified, graceful)));
+        let gone = json!({"metadata": {"name": "p", "namespace": "ns",
+            "deletionTimestamp": "2026-11-28T12:00:00Z", "deletionGracePeriodSeconds": 0}});
+        assert!(recounts(&pod_change(EventType::Modified, gone)));
+        for phase in ["Succeeded", "Failed"] {
+            let done = json!({"metadata": meta, "status": {"phase": phase}});
+            assert!(recounts(&pod_change(EventType::Modified, done)), "{phase}");
         }
     }
 }
