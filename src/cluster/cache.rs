@@ -503,9 +503,14 @@ impl<K> Follows<PartialObjectMeta<K>> for Metas {
     }
 }
 
-/// Drops what no reader of a cache uses.
-fn strip<K: Resource>(o: &mut K) {
-    o.meta_mut().managed_fields = None;
+/// Drops what no reader of the Demo cache uses: managedFields, and the Ready
+/// condition (written for `kubectl wait` and other tools; showroom reads the phase).
+/// Nothing writes a cached Demo back whole, so nothing dropped here is lost.
+fn strip(d: &mut Demo) {
+    d.metadata.managed_fields = None;
+    if let Some(st) = &mut d.status {
+        st.conditions = Vec::new();
+    }
 }
 
 /// Starts the Demo cache of `instance`; it keeps itself current until aborted.
