@@ -657,6 +657,18 @@ impl World {
             }
         }
         level.showroom_rss_mib = rss_mib(&self.showroom.id().to_string());
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.showroom.id()))
+            .unwrap_or_default();
+        let parts: Vec<&str> = status
+            .lines()
+            .filter(|l| {
+                ["RssAnon:", "RssFile:", "Threads:"]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
+            .map(|l| l.trim())
+            .collect();
+        eprintln!("showroom at {demos} demos: {}", parts.join(", "));
         level.sim_rss_mib = self.tc.sim.as_ref().map(|_| rss_mib("self"));
         level
     }
