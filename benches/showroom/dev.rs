@@ -54,10 +54,11 @@ pub async fn fill(n: usize) -> Filled {
         {
             break v;
         }
+        // The log is in the message: the directory goes with the panic.
         assert!(
             Instant::now() < deadline,
-            "showroom dev did not start; see {}",
-            dir.path().join("dev.log").display()
+            "showroom dev did not start in 60 s; its log:\n{}",
+            std::fs::read_to_string(dir.path().join("dev.log")).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };

@@ -541,8 +541,15 @@ impl World {
             }),
         )
         .await;
-        let link: Value = serde_json::from_slice(&made.bodies[0].2).unwrap();
-        let url = link["url"].as_str().expect("a share link").to_string();
+        let (_, code, body) = &made.bodies[0];
+        let link: Value = serde_json::from_slice(body).unwrap_or_default();
+        let Some(url) = link["url"].as_str().map(str::to_string) else {
+            panic!(
+                "no share link for {}: {code} {}",
+                self.held[0],
+                String::from_utf8_lossy(body)
+            );
+        };
         let path = url[url.find("/s/").unwrap()..].to_string();
         let p = path.clone();
         let page = load::run(
