@@ -5,7 +5,7 @@ WORKDIR /src
 # Dependencies first, so source edits do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
-    && echo 'fn main() {}' > benches/sim.rs \
+    && echo 'fn main() {}' > benches/sim.rs && echo 'fn main() {}' > benches/showroom.rs \
     && cargo build --release --locked --bin showroom \
     && rm -rf src benches
 COPY src ./src

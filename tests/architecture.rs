@@ -48,3 +48,33 @@ fn the_domain_knows_neither_kube_nor_axum() {
         }
     }
 }
+
+/// The Dockerfile builds the dependencies first, from the manifest and stub sources; a
+/// target the manifest declares without its stub fails that build ("can't find `X`
+/// bench"), and no machine here runs Docker to notice.
+#[test]
+fn the_image_build_stubs_every_target_the_manifest_declares() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let mut benches = Vec::new();
+    let mut in_bench = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bench = line == "[[bench]]";
+        } else if in_bench && let Some(v) = line.strip_prefix("name") {
+            benches.push(
+                v.trim_start_matches([' ', '='])
+                    .trim_matches('"')
+                    .to_string(),
+            );
+        }
+    }
+    assert!(!benches.is_empty(), "no [[bench]] found in Cargo.toml");
+    for b in benches {
+        assert!(
+            dockerfile.contains(&format!("benches/{b}.rs")),
+            "Dockerfile: the dependency stage makes no stub benches/{b}.rs for the [[bench]] {b:?} of Cargo.toml"
+        );
+    }
+}
