@@ -35,7 +35,13 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    let ms = d.as_secs_f64() * 1e3;
+    // A bare create on an idle simulation takes tens of microseconds: not "0.0 ms".
+    if ms < 1.0 {
+        format!("{ms:.2} ms")
+    } else {
+        format!("{ms:.1} ms")
+    }
 }
 
 /// One row of the table: a measurement in each world.
