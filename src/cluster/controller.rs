@@ -476,9 +476,7 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
     let vc = vcluster_of(&demo);
     let desired = demo.spec.desired_state;
     let phase = status.phase.unwrap_or_default();
-    if demo.spec.reset_generation > status.reset_generation
-        && matches!(phase, Phase::Ready | Phase::Sleeping | Phase::Waking)
-    {
+    if demo.reset_pending() && matches!(phase, Phase::Ready | Phase::Sleeping | Phase::Waking) {
         return begin_reset(&ctx, &demo, &status).await;
     }
     match phase {

@@ -360,6 +360,11 @@ impl Demo {
             .and_then(|s| s.phase)
             .unwrap_or_default()
     }
+
+    /// A reset asked for (`spec.resetGeneration`) and not yet carried out.
+    pub fn reset_pending(&self) -> bool {
+        self.spec.reset_generation > self.status.as_ref().map_or(0, |s| s.reset_generation)
+    }
 }
 
 /// The CRDs as YAML documents, as `showroom crd` prints them and deploy/ holds them.

@@ -519,9 +519,9 @@ pub mod ops {
         refuse_if_gone(&d, "reset")?;
         // A reset already asked for (a double click whose first half the controller has
         // begun: Resetting) is joined below, on the stored Demo, not refused here.
-        let pending =
-            d.spec.reset_generation > d.status.as_ref().map_or(0, |st| st.reset_generation);
-        if !pending && !matches!(d.phase(), Phase::Ready | Phase::Sleeping | Phase::Waking) {
+        if !d.reset_pending()
+            && !matches!(d.phase(), Phase::Ready | Phase::Sleeping | Phase::Waking)
+        {
             return Err(ApiError::conflict(format!(
                 "demo {name:?} is {}; it can be reset once it is Ready",
                 d.phase().as_str()
@@ -535,8 +535,7 @@ pub mod ops {
         // Judged again on the stored Demo: a second click (or a cache that lags behind
         // the first) joins the reset already asked for instead of starting another.
         let reset = update_spec(s, name, |fresh| {
-            let done = fresh.status.as_ref().map_or(0, |st| st.reset_generation);
-            if fresh.spec.reset_generation > done {
+            if fresh.reset_pending() {
                 return Ok(json!({}));
             }
             if !matches!(fresh.phase(), Phase::Ready | Phase::Sleeping | Phase::Waking) {
