@@ -272,6 +272,12 @@ fn print_scale(
         String::new(),
     );
     row(
+        "CPU per start while they run: showroom / bench process (simulation)",
+        &|l| format!("{} / {}", ms(l.start_cpu_showroom), ms(l.start_cpu_sim)),
+        None,
+        "provisioning the demos started so far runs meanwhile and counts".into(),
+    );
+    row(
         "LIST requests during the measured starts",
         &|l| l.start_lists.to_string(),
         None,

@@ -50,7 +50,29 @@ impl Outcome {
     }
 }
 
+/// Runs the load on its own two threads, as oha or wrk would in their own process: the
+/// bench's runtime also runs the simulation, whose controllers would otherwise delay the
+/// moment an answer is noticed, and the latency would count that wait as showroom's.
 pub async fn run(
+    addr: SocketAddr,
+    concurrency: usize,
+    stop: Stop,
+    keep_bodies: bool,
+    make: MakeRequest,
+) -> Outcome {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("the load generator's runtime");
+        let _ = tx.send(rt.block_on(run_here(addr, concurrency, stop, keep_bodies, make)));
+    });
+    rx.await.expect("the load generator ended")
+}
+
+async fn run_here(
     addr: SocketAddr,
     concurrency: usize,
     stop: Stop,

@@ -37,6 +37,11 @@ pub struct Level {
     pub start_errors: usize,
     /// LIST requests the API server saw during the measured starts.
     pub start_lists: u64,
+    /// CPU used from the first measured start to the last 202, per start: showroom's
+    /// process, and the bench's (the simulation, its agent and the load generator).
+    /// Provisioning the demos started so far runs meanwhile and counts too.
+    pub start_cpu_showroom: Duration,
+    pub start_cpu_sim: Duration,
     pub page_p50: Duration,
     pub own_list_p50: Duration,
     pub get_p99: Duration,
@@ -400,10 +405,13 @@ impl World {
     }
 
     /// `n` starts by users holding none, at 50 concurrent; then they are deleted again.
-    async fn starts(&self, n: usize) -> (Outcome, u64) {
+    async fn starts(&self, level: &mut Level, n: usize) -> Outcome {
         let addr = self.addr;
         let before = lists(&self.tc.client).await;
         let n = n.min(self.starters);
+        let pid = self.showroom.id().to_string();
+        let cpu = || (cpu_secs(&pid), cpu_secs("self"));
+        let cpu0 = cpu();
         let out = load::run(
             addr,
             CONCURRENCY,
@@ -420,7 +428,11 @@ impl World {
             }),
         )
         .await;
-        let during = lists(&self.tc.client).await - before;
+        let cpu1 = cpu();
+        let per_start = |secs: f64| Duration::from_secs_f64(secs / n.max(1) as f64);
+        level.start_cpu_showroom = per_start(cpu1.0 - cpu0.0);
+        level.start_cpu_sim = per_start(cpu1.1 - cpu0.1);
+        level.start_lists = lists(&self.tc.client).await - before;
         let names: Vec<String> = out
             .bodies
             .iter()
@@ -458,7 +470,7 @@ impl World {
             w.total() <= held
         })
         .await;
-        (out, during)
+        out
     }
 
     async fn reads(&self, level: &mut Level) {
@@ -624,11 +636,10 @@ impl World {
             level.fill = Some(self.fill(demos).await);
         }
         self.idle(&mut level).await;
-        let (out, lists) = self.starts(starts).await;
+        let out = self.starts(&mut level, starts).await;
         level.start_p50 = out.quantile(0.5);
         level.start_p99 = out.quantile(0.99);
         level.start_errors = out.errors;
-        level.start_lists = lists;
         self.reads(&mut level).await;
         self.landing(&mut level, landing_secs).await;
         self.sweeps(&mut level).await;
