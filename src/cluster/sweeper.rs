@@ -439,20 +439,20 @@ pub async fn sweep_cached(
     client: &Client,
     caches: &super::cache::Caches,
     instance: &Instance,
-    catalogue: &Catalogue,
+    catalogue: &Arc<Catalogue>,
     opts: &SweepOptions,
     metrics: &Metrics,
 ) -> Vec<PlanItem> {
     caches.wait_until_ready().await;
     let start = std::time::Instant::now();
-    let plan = plan(
-        &caches.demos.all(),
-        &caches.namespaces.state(),
-        instance,
-        catalogue,
-        opts,
-        Utc::now(),
-    );
+    // Planning reads every demo (some 30 ms at 10,000): on a blocking thread, not on a
+    // runtime worker, where the requests queued behind it would wait that long.
+    let (demos, namespaces) = (caches.demos.all(), caches.namespaces.state());
+    let (inst, cat, o) = (instance.clone(), catalogue.clone(), opts.clone());
+    let plan =
+        tokio::task::spawn_blocking(move || plan(&demos, &namespaces, &inst, &cat, &o, Utc::now()))
+            .await
+            .expect("the sweep plan does not panic");
     metrics
         .sweep_plan_seconds
         .set(start.elapsed().as_secs_f64());
