@@ -4,7 +4,7 @@
 //! under 1 GiB at 10,000 demos.
 
 use super::load::{self, Stop, request};
-use super::scale::{free_port, rss_mib};
+use super::scale::rss_mib;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,12 +32,14 @@ impl Drop for Running {
 /// until each is Ready or Failed.
 pub async fn fill(n: usize) -> Filled {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let port = free_port();
     let log = std::fs::File::create(dir.path().join("dev.log")).expect("dev.log");
     let dev = Running(
         std::process::Command::new(env!("CARGO_BIN_EXE_showroom"))
             .arg("dev")
-            .args(["--boot-delay", "0s", "--port", &port.to_string()])
+            .args(["--boot-delay", "0s"])
+            // Port 0: the system picks a free one, and dev.json says which. A port found
+            // free beforehand could be taken by then (once in a full run).
+            .args(["--port", "0"])
             .arg("--state-dir")
             .arg(dir.path())
             .args(["--max-demos-per-user", &n.to_string()])
@@ -63,7 +65,11 @@ pub async fn fill(n: usize) -> Filled {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let token: Arc<str> = info["salesToken"].as_str().expect("salesToken").into();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+    let addr: SocketAddr = info["url"]
+        .as_str()
+        .and_then(|u| u.strip_prefix("http://"))
+        .and_then(|a| a.parse().ok())
+        .expect("dev.json's url");
     let t = Instant::now();
     let tk = token.clone();
     let out = load::run(

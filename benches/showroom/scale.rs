@@ -203,6 +203,14 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The address showroom's JSON log says it listens on.
+fn listening_on(log: &str) -> Option<SocketAddr> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "showroom listening")
+        .and_then(|v| v["fields"]["addr"].as_str()?.parse().ok())
+}
+
 impl World {
     /// Starts `showroom serve` as its own process against the cluster.
     pub async fn start(mut tc: TestCluster, max_demos: usize, starters: usize) -> World {
@@ -238,8 +246,8 @@ impl World {
             snapshots.join(format!("{TEMPLATE}.yaml")),
         )
         .unwrap();
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("showroom.log")).unwrap();
+        let log_path = dir.path().join("showroom.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         // SHOWROOM_BENCH_WRAP="heaptrack -o /tmp/serve" runs `showroom serve` under a
         // profiler (RSS then counts the profiler too).
         let wrap = std::env::var("SHOWROOM_BENCH_WRAP").unwrap_or_default();
@@ -262,7 +270,11 @@ impl World {
             .arg(&snapshots)
             .args(["--sweep-schedule", "*/5 * * * * *"])
             .args(["--max-demos-per-user", &PER_USER.to_string()])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+            // Port 0: the system picks a free one, and showroom logs which. A port found
+            // free beforehand could be taken by then (`showroom dev` once lost that race
+            // in a full run).
+            .args(["--listen", "127.0.0.1:0"])
+            .env("SHOWROOM_LOG_FORMAT", "json")
             .arg("--users")
             .arg(dir.path().join("users.yaml"))
             .args(["--leader-election", "false", "--namespace", &namespace])
@@ -270,8 +282,18 @@ impl World {
             .stderr(log)
             .spawn()
             .expect("showroom serve");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
+        let addr = loop {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some(a) = listening_on(&log) {
+                break a;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "showroom serve did not start listening; its log:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         loop {
             let out = load::run(
                 addr,
