@@ -479,7 +479,7 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
     let vc = vcluster_of(&demo);
     let desired = demo.spec.desired_state;
     let phase = status.phase.unwrap_or_default();
-    if demo.reset_pending() && matches!(phase, Phase::Ready | Phase::Sleeping | Phase::Waking) {
+    if demo.reset_pending() && phase.can_reset() {
         return begin_reset(&ctx, &demo, &status).await;
     }
     match phase {

@@ -49,6 +49,11 @@ impl Phase {
     pub fn is_active(self) -> bool {
         !matches!(self, Phase::Deleting | Phase::Failed)
     }
+    /// A reset may begin from here: one rule for the UI's button, the reset request and
+    /// the controller.
+    pub fn can_reset(self) -> bool {
+        matches!(self, Phase::Ready | Phase::Sleeping | Phase::Waking)
+    }
 }
 
 /// The timing rules that apply to one demo (template defaults with its overrides).

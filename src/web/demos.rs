@@ -519,9 +519,7 @@ pub mod ops {
         refuse_if_gone(&d, "reset")?;
         // A reset already asked for (a double click whose first half the controller has
         // begun: Resetting) is joined below, on the stored Demo, not refused here.
-        if !d.reset_pending()
-            && !matches!(d.phase(), Phase::Ready | Phase::Sleeping | Phase::Waking)
-        {
+        if !d.reset_pending() && !d.phase().can_reset() {
             return Err(ApiError::conflict(format!(
                 "demo {name:?} is {}; it can be reset once it is Ready",
                 d.phase().as_str()
@@ -538,7 +536,7 @@ pub mod ops {
             if fresh.reset_pending() {
                 return Ok(json!({}));
             }
-            if !matches!(fresh.phase(), Phase::Ready | Phase::Sleeping | Phase::Waking) {
+            if !fresh.phase().can_reset() {
                 return Err(ApiError::conflict(format!(
                     "demo {name:?} is {}; it can be reset once it is Ready",
                     fresh.phase().as_str()

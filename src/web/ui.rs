@@ -493,7 +493,7 @@ impl DemoRow {
             can_extend: !gone,
             can_share: !gone,
             failed_retry: phase == Phase::Failed,
-            can_reset: matches!(phase, Phase::Ready | Phase::Sleeping | Phase::Waking),
+            can_reset: phase.can_reset(),
             from_pool: d.spec.claimed_at.is_some(),
             notice: st.notice.map(|n| n.message),
             can_save: phase == Phase::Ready
