@@ -1,8 +1,8 @@
 //! Small helpers over kube (its errors, a resync timer), shared by showroom's cluster
 //! code and the simulation's node agent.
 
-use kube::api::{Api, PostParams};
-use serde::{Serialize, de::DeserializeOwned};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde::{Serialize, de::DeserializeOwned, de::IgnoredAny};
 use std::fmt::Debug;
 
 fn status(e: &kube::Error) -> Option<&kube::core::Status> {
@@ -40,13 +40,46 @@ pub fn replicas(sts: &k8s_openapi::api::apps::v1::StatefulSet) -> (i32, i32) {
 /// This is what makes every provisioning step safe to repeat after a crash.
 pub async fn create_if_absent<K>(api: &Api<K>, obj: &K) -> Result<(), kube::Error>
 where
-    K: kube::Resource + Clone + Debug + Serialize + DeserializeOwned,
+    K: kube::Resource + Clone + Serialize,
 {
-    match api.create(&PostParams::default(), obj).await {
-        Ok(_) => Ok(()),
+    match create_unread(api, obj).await {
+        Ok(()) => Ok(()),
         Err(e) if is_already_exists(&e) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Creates the object and skips the answer (the object as stored) instead of parsing
+/// it into `K`: `Api::create` reads it whole, managedFields included, and provisioning,
+/// slots and Events never look at it.
+pub async fn create_unread<K: kube::Resource + Clone + Serialize>(
+    api: &Api<K>,
+    obj: &K,
+) -> Result<(), kube::Error> {
+    let body = serde_json::to_vec(obj).map_err(kube::Error::SerdeError)?;
+    let req = kube::core::Request::new(api.resource_url()).create(&PostParams::default(), body);
+    send_unread(api, req).await
+}
+
+/// Merges `patch` into the object named `name`, skipping the answer (see `create_unread`).
+pub async fn patch_unread<K: kube::Resource + Clone, P: Serialize + Debug>(
+    api: &Api<K>,
+    name: &str,
+    patch: &Patch<P>,
+) -> Result<(), kube::Error> {
+    let req =
+        kube::core::Request::new(api.resource_url()).patch(name, &PatchParams::default(), patch);
+    send_unread(api, req).await
+}
+
+async fn send_unread<K: kube::Resource + Clone>(
+    api: &Api<K>,
+    req: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
+) -> Result<(), kube::Error> {
+    let req = req.map_err(kube::Error::BuildRequest)?;
+    // The answer is still checked: an error status comes back as `kube::Error::Api`.
+    let _: IgnoredAny = api.clone().into_client().request(req).await?;
+    Ok(())
 }
 
 /// Deletes the object; one that is already gone counts as deleted.

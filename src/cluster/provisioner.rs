@@ -6,7 +6,7 @@ use super::crd::*;
 use super::sleeper;
 use super::workloads::{JobState, Workloads};
 use crate::domain::template::Template;
-use crate::k8s::{create_if_absent, is_already_exists};
+use crate::k8s::{create_if_absent, create_unread, is_already_exists};
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, LimitRange, Namespace, Pod, ResourceQuota, Secret, ServiceAccount,
 };
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -287,14 +287,8 @@ async fn prepare_namespace(
     // Created first, read only if one exists: a new demo's namespace never does, and
     // this saves that demo a GET.
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let existing = match namespaces
-        .create(
-            &PostParams::default(),
-            &namespace_object(demo, instance, ns)?,
-        )
-        .await
-    {
-        Ok(_) => None,
+    let existing = match create_unread(&namespaces, &namespace_object(demo, instance, ns)?).await {
+        Ok(()) => None,
         Err(e) if is_already_exists(&e) => match namespaces.get_opt(ns).await? {
             Some(existing) => Some(existing),
             // Deleted between the two calls: look again.

@@ -17,9 +17,9 @@
 
 use super::crd::*;
 use super::meta::Meta;
-use crate::k8s::{is_already_exists, is_not_found};
+use crate::k8s::{create_unread, is_already_exists, is_not_found, patch_unread};
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
@@ -122,13 +122,7 @@ impl Slots {
     ) -> Result<Take, kube::Error> {
         let api = self.api();
         for name in names {
-            match api
-                .create(
-                    &PostParams::default(),
-                    &self.lease(&name, kind, owner_hash, holder, demo),
-                )
-                .await
-            {
+            match create_unread(&api, &self.lease(&name, kind, owner_hash, holder, demo)).await {
                 Ok(_) => return Ok(Take::Taken(name)),
                 Err(e) if is_already_exists(&e) => {
                     if let Some(l) = api.get_opt(&name).await?
@@ -188,10 +182,7 @@ impl Slots {
             "metadata": {"labels": {DEMO_LABEL: demo.name_any()}, "ownerReferences": owner.into_iter().collect::<Vec<_>>()},
             "spec": {"holderIdentity": demo.name_any()},
         });
-        self.api()
-            .patch(slot, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        Ok(())
+        patch_unread(&self.api(), slot, &Patch::Merge(&patch)).await
     }
 
     /// Frees a slot only if it is still as the cache saw it (`resource_version`): true
