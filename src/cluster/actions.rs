@@ -6,21 +6,77 @@ use super::sleeper;
 use crate::k8s::is_not_found;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
 
-pub async fn patch_status(client: &Client, name: &str, status: Value) -> Result<Demo, kube::Error> {
-    let api: Api<Demo> = Api::all(client.clone());
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await
+pub async fn patch_status(
+    client: &Client,
+    name: &str,
+    status: Value,
+) -> Result<Written, kube::Error> {
+    patch_demo(client, name, Some("status"), json!({ "status": status })).await
+}
+
+/// Merges `patch` into the Demo (or its subresource) and reads back only what the
+/// callers use (see `Written`).
+pub async fn patch_demo(
+    client: &Client,
+    name: &str,
+    subresource: Option<&str>,
+    patch: Value,
+) -> Result<Written, kube::Error> {
+    let request = kube::core::Request::new(Demo::url_path(&(), None));
+    let (pp, patch) = (PatchParams::default(), Patch::Merge(patch));
+    let req = match subresource {
+        Some(sub) => request.patch_subresource(sub, name, &pp, &patch),
+        None => request.patch(name, &pp, &patch),
+    }
+    .map_err(kube::Error::BuildRequest)?;
+    client.request::<Written>(req).await
+}
+
+/// What the controller reads from the answer to its own write: the name and the new
+/// resourceVersion (to wait until its cache shows the write). The answer is the whole
+/// Demo, managedFields included; parsing all of it into a `Demo` made `patch_status`
+/// 5 to 6% of showroom's CPU in a fill (perf), for two strings.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Written {
+    metadata: WrittenMeta,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WrittenMeta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    resource_version: Option<String>,
+}
+
+impl Written {
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    pub fn resource_version(&self) -> Option<&str> {
+        self.metadata.resource_version.as_deref()
+    }
+}
+
+impl From<&Demo> for Written {
+    fn from(d: &Demo) -> Written {
+        Written {
+            metadata: WrittenMeta {
+                name: d.name_any(),
+                resource_version: d.resource_version(),
+            },
+        }
+    }
 }
 
 /// The part of a Demo a guarded write changes.

@@ -1,7 +1,9 @@
 //! The controller: reconciles each Demo towards its desired state, acts on the
 //! lifecycle's decision, and requeues at the next deadline so demos sleep on time.
 
-use super::actions::{self, namespace_of, now, patch_status, ready_condition, vcluster_of};
+use super::actions::{
+    self, Written, namespace_of, now, patch_status, ready_condition, vcluster_of,
+};
 use super::cache::DemoCache;
 use super::crd::*;
 use super::lease;
@@ -16,7 +18,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -75,7 +77,7 @@ impl Context {
     /// own write): a look at the older copy would take the same step again (at 10,000
     /// demos, a demo became Ready up to 12 times, each with a status write, an Event
     /// and a second count in the provisioning histogram).
-    async fn again_once_seen(&self, written: &Demo) -> Action {
+    async fn again_once_seen(&self, written: &Written) -> Action {
         self.until_seen(written).await;
         Action::requeue(Duration::ZERO)
     }
@@ -85,10 +87,10 @@ impl Context {
     /// Job this reconcile just created) waits for this one to end, and then must see
     /// this write. On the older copy it took the steps again: at 1,000 demos about 1.7
     /// extra create attempts of each namespace object per demo, each refused with 409.
-    async fn until_seen(&self, written: &Demo) {
+    async fn until_seen(&self, written: &Written) {
         if let Some(rv) = written.resource_version() {
             self.demos
-                .wait_for(&written.name_any(), &rv, Duration::from_secs(5))
+                .wait_for(written.name(), rv, Duration::from_secs(5))
                 .await;
         }
     }
@@ -190,7 +192,7 @@ fn publish_events(
             let event = k8s_event(&reporter, &ev, &reference);
             let ns = event.metadata.namespace.clone().unwrap_or_default();
             let api: Api<K8sEvent> = Api::namespaced(client, &ns);
-            if let Err(e) = api.create(&kube::api::PostParams::default(), &event).await {
+            if let Err(e) = crate::k8s::create_unread(&api, &event).await {
                 tracing::debug!(error = %e, "could not record an event");
             }
         }
@@ -360,13 +362,13 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
     if !demo.finalizers().iter().any(|f| f == FINALIZER) {
         let mut fins = demo.finalizers().to_vec();
         fins.push(FINALIZER.to_string());
-        let written = Api::<Demo>::all(client.clone())
-            .patch(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"finalizers": fins}})),
-            )
-            .await?;
+        let written = actions::patch_demo(
+            client,
+            &name,
+            None,
+            json!({"metadata": {"finalizers": fins}}),
+        )
+        .await?;
         return Ok(ctx.again_once_seen(&written).await);
     }
     let template = ctx.catalogue.get(&demo.spec.template);
@@ -411,7 +413,7 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
             return Ok(Action::await_change());
         };
         if fresh.metadata.deletion_timestamp.is_some() {
-            return Ok(ctx.again_once_seen(&fresh).await);
+            return Ok(ctx.again_once_seen(&Written::from(&fresh)).await);
         }
         decision = decide(
             &lease::facts(&fresh),
@@ -804,9 +806,7 @@ async fn finish_deletion(demo: &Demo, ctx: &Context) -> Result<Action, Error> {
     // The resourceVersion makes this a no-op if the Demo changed since we read it.
     let patch =
         json!({"metadata": {"finalizers": fins, "resourceVersion": demo.resource_version()}});
-    Api::<Demo>::all(client.clone())
-        .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-        .await?;
+    actions::patch_demo(client, &name, None, patch).await?;
     tracing::info!(demo = %name, "demo deleted; namespace gone");
     ctx.event(
         demo,
