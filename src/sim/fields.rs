@@ -12,21 +12,29 @@ pub type Path = Vec<String>;
 pub fn leaves(v: &Value) -> BTreeSet<Path> {
     let mut out = BTreeSet::new();
     walk(v, &mut vec![], &mut out);
-    out.retain(|p| {
-        let first = p.first().map(String::as_str);
-        let second = p.get(1).map(String::as_str);
-        let identity = matches!(first, Some("apiVersion" | "kind"));
-        let server_meta = first == Some("metadata")
-            && matches!(
-                second,
-                Some("name" | "namespace" | "managedFields" | "resourceVersion")
-            );
-        !identity && !server_meta
-    });
     out
 }
 
+/// Whether the path is one `leaves` leaves out. Checked on the way down, so that
+/// `metadata.managedFields` (the largest part of many objects) is never walked.
+fn skipped(p: &Path) -> bool {
+    match p.as_slice() {
+        [first] => matches!(first.as_str(), "apiVersion" | "kind"),
+        [first, second] => {
+            first == "metadata"
+                && matches!(
+                    second.as_str(),
+                    "name" | "namespace" | "managedFields" | "resourceVersion"
+                )
+        }
+        _ => false,
+    }
+}
+
 fn walk(v: &Value, prefix: &mut Path, out: &mut BTreeSet<Path>) {
+    if skipped(prefix) {
+        return;
+    }
     match v {
         Value::Object(m) if !m.is_empty() => {
             for (k, child) in m {
@@ -229,6 +237,19 @@ pub fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leaves_leave_out_identity_and_server_owned_metadata() {
+        let obj = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "n", "resourceVersion": "7",
+                "labels": {"a": "b"},
+                "managedFields": [{"manager": "m", "fieldsV1": {"f:data": {"f:x": {}}}}]},
+            "data": {"x": "1", "y": {}},
+        });
+        let got: Vec<String> = leaves(&obj).iter().map(dotted).collect();
+        assert_eq!(got, vec![".data.x", ".data.y", ".metadata.labels.a"]);
+    }
 
     #[test]
     fn a_second_manager_conflicts_unless_values_agree() {
