@@ -93,7 +93,7 @@ impl Store {
                 if opts.grace == Some(0) && pending_grace != 0 {
                     let mut next = (**current).clone();
                     metadata_mut(&mut next).insert("deletionGracePeriodSeconds".into(), json!(0));
-                    return self.commit(st, rt, ns, name, next, EventType::Modified);
+                    return self.commit(st, rt, ns, name, next, EventType::Modified).obj;
                 }
                 return current.clone();
             }
@@ -118,9 +118,10 @@ impl Store {
                     return current.clone();
                 }
             }
-            return self.commit(st, rt, ns, name, next, EventType::Modified);
+            return self.commit(st, rt, ns, name, next, EventType::Modified).obj;
         }
         self.commit(st, rt, ns, name, (**current).clone(), EventType::Deleted)
+            .obj
     }
 
     pub(super) fn has_dependents(st: &State, uid: &str) -> bool {

@@ -13,7 +13,7 @@ mod writes;
 use super::faults::{Faults, Injected};
 use super::resources::{ResourceType, TypeKey};
 use super::selector::Selector;
-use super::store::{ApiError, Part, Store, partial};
+use super::store::{ApiError, Committed, Part, Store, partial};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
@@ -100,6 +100,34 @@ pub(crate) fn json_response(code: u16, v: &Value) -> Response {
         v.to_string(),
     )
         .into_response()
+}
+
+/// A request's answer: an object to serialize, or one as a write stored it (its JSON is
+/// sent as it is).
+pub(super) enum Answer {
+    Value(Value),
+    Stored(Committed),
+}
+
+impl Answer {
+    fn value(&self) -> &Value {
+        match self {
+            Answer::Value(v) => v,
+            Answer::Stored(c) => c,
+        }
+    }
+
+    fn response(&self, code: u16) -> Response {
+        match self {
+            Answer::Value(v) => json_response(code, v),
+            Answer::Stored(c) => (
+                StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+                [(header::CONTENT_TYPE, "application/json")],
+                c.json.clone(),
+            )
+                .into_response(),
+        }
+    }
 }
 
 pub(crate) fn error_response(e: &ApiError) -> Response {
@@ -214,7 +242,9 @@ pub async fn handle(
             return watch::watch_response(&api, &target, &query, meta_only);
         }
         (&Method::POST, Some(name)) if target.sub.as_deref() == Some("binding") => {
-            parse_body(&body).and_then(|b| writes::bind(&api.store, &target, name, &b))
+            parse_body(&body)
+                .and_then(|b| writes::bind(&api.store, &target, name, &b))
+                .map(|(c, v)| (c, Answer::Value(v)))
         }
         (&Method::GET, None) => return list(&api.store, &target, &query, wants_table, meta_only),
         // The object as stored: its JSON was serialized when it was written, and is
@@ -232,9 +262,9 @@ pub async fn handle(
         }
         (&Method::GET, Some(name)) => get(&api.store, &target, name, wants_table).map(|(c, v)| {
             if meta_only && c == 200 {
-                (c, partial(&v))
+                (c, Answer::Value(partial(&v)))
             } else {
-                (c, v)
+                (c, Answer::Value(v))
             }
         }),
         (&Method::POST, None) => parse_body(&body).and_then(|mut obj| {
@@ -247,15 +277,17 @@ pub async fn handle(
             );
             api.store
                 .create(&target.rt, &target.ns, obj)
-                .map(|o| (201, (*o).clone()))
+                .map(|o| (201, Answer::Stored(o)))
         }),
         (&Method::PUT, Some(name)) => parse_body(&body)
             .and_then(|obj| writes::put(&api.store, &target, name, obj, &manager(&query))),
         (&Method::PATCH, Some(name)) => {
             writes::patch(&api.store, &target, name, &headers, &body, &query)
         }
-        (&Method::DELETE, Some(name)) => writes::delete(&api.store, &target, name, &body, &query),
-        (&Method::DELETE, None) => writes::delete_collection(&api.store, &target, &body, &query),
+        (&Method::DELETE, Some(name)) => writes::delete(&api.store, &target, name, &body, &query)
+            .map(|(c, v)| (c, Answer::Value(v))),
+        (&Method::DELETE, None) => writes::delete_collection(&api.store, &target, &body, &query)
+            .map(|(c, v)| (c, Answer::Value(v))),
         _ => Err(ApiError::new(
             405,
             "MethodNotAllowed",
@@ -263,11 +295,11 @@ pub async fn handle(
         )),
     };
     match result {
-        Ok((code, v)) => {
-            let mut r = json_response(code, &v);
+        Ok((code, answer)) => {
+            let mut r = answer.response(code);
             // The API server warns about schema formats it does not know.
             if target.rt.plural == "customresourcedefinitions" && code < 300 {
-                for w in super::admission::schema::unknown_formats(&v) {
+                for w in super::admission::schema::unknown_formats(answer.value()) {
                     if let Ok(h) = header::HeaderValue::from_str(&format!("299 - {w:?}")) {
                         r.headers_mut().append("warning", h);
                     }

@@ -1,7 +1,7 @@
 //! The writing verbs: update (PUT), the patch types (merge, JSON, strategic as merge,
 //! server-side apply), delete and deletecollection, and a scheduler's pod binding.
 
-use super::{Target, is_scale, manager, parse_body, part_of, scale_of, selectors};
+use super::{Answer, Target, is_scale, manager, parse_body, part_of, scale_of, selectors};
 use crate::sim::store::{ApiError, DeleteOptions, Part, Propagation, Store};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, header};
@@ -68,7 +68,7 @@ pub(super) fn put(
     name: &str,
     obj: Value,
     mgr: &str,
-) -> Result<(u16, Value), ApiError> {
+) -> Result<(u16, Answer), ApiError> {
     if is_scale(t) {
         let replicas = obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
         let rv = obj.pointer("/metadata/resourceVersion").cloned();
@@ -80,7 +80,7 @@ pub(super) fn put(
             }
             Ok(n)
         })?;
-        return Ok((200, scale_of(&out)));
+        return Ok((200, Answer::Value(scale_of(&out))));
     }
     let part = part_of(t)?;
     let av = t.rt.api_version();
@@ -89,7 +89,7 @@ pub(super) fn put(
         crate::sim::fields::record(Some(cur), &mut obj, None, mgr, &av);
         Ok(obj)
     })?;
-    Ok((200, (*out).clone()))
+    Ok((200, Answer::Stored(out)))
 }
 
 pub(super) fn patch(
@@ -99,7 +99,7 @@ pub(super) fn patch(
     headers: &HeaderMap,
     body: &Bytes,
     q: &HashMap<String, String>,
-) -> Result<(u16, Value), ApiError> {
+) -> Result<(u16, Answer), ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -148,7 +148,7 @@ pub(super) fn patch(
             n["spec"]["replicas"] = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
             Ok(n)
         })?;
-        return Ok((200, scale_of(&out)));
+        return Ok((200, Answer::Value(scale_of(&out))));
     }
     let part = part_of(t)?;
     let is_apply = ct == "application/apply-patch+yaml";
@@ -164,7 +164,9 @@ pub(super) fn patch(
             let mut obj = patch.clone();
             obj["metadata"]["name"] = json!(name);
             crate::sim::fields::record(None, &mut obj, Some(&patch), &manager, &av);
-            return store.create(&t.rt, &t.ns, obj).map(|o| (201, (*o).clone()));
+            return store
+                .create(&t.rt, &t.ns, obj)
+                .map(|o| (201, Answer::Stored(o)));
         }
         let force = q.get("force").is_some_and(|f| f == "true");
         let out = store.modify(&t.rt, &t.ns, name, part, |cur| {
@@ -184,7 +186,7 @@ pub(super) fn patch(
             crate::sim::fields::record(Some(cur), &mut d, Some(&patch), &manager, &av);
             Ok(d)
         })?;
-        return Ok((200, (*out).clone()));
+        return Ok((200, Answer::Stored(out)));
     }
     let mgr = manager(q);
     let av = t.rt.api_version();
@@ -193,7 +195,7 @@ pub(super) fn patch(
         crate::sim::fields::record(Some(cur), &mut d, None, &mgr, &av);
         Ok(d)
     })?;
-    Ok((200, (*out).clone()))
+    Ok((200, Answer::Stored(out)))
 }
 
 /// DeleteOptions from the query and the body.
