@@ -6,7 +6,7 @@
 use super::cache::DemoCache;
 use super::crd::*;
 use super::pool::{self, Claim};
-use super::slots::{Slots, Take};
+use super::slots::{Holder, Slots, Take};
 use crate::domain::template::{PoolState, Template};
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
@@ -120,9 +120,13 @@ impl Starter<'_> {
         // two). A claim of a ready pool member takes its run slot itself, if any.
         let new_demo_runs = self.capacity > 0 && !self.pool_ready(req.template);
         let owner = owner_hash(req.owner);
-        let user_take = self
-            .slots
-            .take_user(&owner, req.limit, held as u32, &holder, &req.name);
+        let user_holder = match &req.idempotency {
+            Some(_) => Holder::Repeatable(&holder),
+            None => Holder::Unique(&holder),
+        };
+        let user_take =
+            self.slots
+                .take_user(&owner, req.limit, held as u32, &user_holder, &req.name);
         let (user_take, mut run_slot) = if new_demo_runs {
             let (u, r) = tokio::join!(user_take, self.take_run_slot(&holder, &req.name));
             match (u, r) {
