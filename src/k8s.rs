@@ -67,19 +67,47 @@ pub async fn patch_unread<K: kube::Resource + Clone, P: Serialize + Debug>(
     name: &str,
     patch: &Patch<P>,
 ) -> Result<(), kube::Error> {
-    let req =
-        kube::core::Request::new(api.resource_url()).patch(name, &PatchParams::default(), patch);
-    send_unread(api, req).await
+    let _: IgnoredAny = patch_reading(api, name, None, patch).await?;
+    Ok(())
+}
+
+/// Merges `patch` into the object named `name` (or its subresource) and parses the
+/// answer only as `T`: the fields its caller reads, not the whole object.
+pub async fn patch_reading<K, P, T>(
+    api: &Api<K>,
+    name: &str,
+    subresource: Option<&str>,
+    patch: &Patch<P>,
+) -> Result<T, kube::Error>
+where
+    K: kube::Resource + Clone,
+    P: Serialize + Debug,
+    T: DeserializeOwned,
+{
+    let request = kube::core::Request::new(api.resource_url());
+    let pp = PatchParams::default();
+    let req = match subresource {
+        Some(sub) => request.patch_subresource(sub, name, &pp, patch),
+        None => request.patch(name, &pp, patch),
+    };
+    send_reading(api, req).await
 }
 
 async fn send_unread<K: kube::Resource + Clone>(
     api: &Api<K>,
     req: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
 ) -> Result<(), kube::Error> {
+    let _: IgnoredAny = send_reading(api, req).await?;
+    Ok(())
+}
+
+async fn send_reading<K: kube::Resource + Clone, T: DeserializeOwned>(
+    api: &Api<K>,
+    req: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
+) -> Result<T, kube::Error> {
     let req = req.map_err(kube::Error::BuildRequest)?;
     // The answer is still checked: an error status comes back as `kube::Error::Api`.
-    let _: IgnoredAny = api.clone().into_client().request(req).await?;
-    Ok(())
+    api.clone().into_client().request(req).await
 }
 
 /// Deletes the object; one that is already gone counts as deleted.

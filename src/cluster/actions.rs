@@ -6,7 +6,7 @@ use super::sleeper;
 use crate::k8s::is_not_found;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -30,14 +30,8 @@ pub async fn patch_demo(
     subresource: Option<&str>,
     patch: Value,
 ) -> Result<Written, kube::Error> {
-    let request = kube::core::Request::new(Demo::url_path(&(), None));
-    let (pp, patch) = (PatchParams::default(), Patch::Merge(patch));
-    let req = match subresource {
-        Some(sub) => request.patch_subresource(sub, name, &pp, &patch),
-        None => request.patch(name, &pp, &patch),
-    }
-    .map_err(kube::Error::BuildRequest)?;
-    client.request::<Written>(req).await
+    let api: Api<Demo> = Api::all(client.clone());
+    crate::k8s::patch_reading(&api, name, subresource, &Patch::Merge(patch)).await
 }
 
 /// What the controller reads from the answer to its own write: the name and the new

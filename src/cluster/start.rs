@@ -112,17 +112,19 @@ impl Starter<'_> {
                 limit: req.limit,
             });
         }
-        let holder = match &req.idempotency {
-            Some(k) => format!("key-{k}"),
-            None => format!("req-{}", uuid::Uuid::new_v4().simple()),
+        // A keyed start may come again (its slot is then its own); any other is new.
+        let (holder, keyed) = match &req.idempotency {
+            Some(k) => (format!("key-{k}"), true),
+            None => (format!("req-{}", uuid::Uuid::new_v4().simple()), false),
         };
         // A new demo needs a run slot too: both are taken at once (one round trip, not
         // two). A claim of a ready pool member takes its run slot itself, if any.
         let new_demo_runs = self.capacity > 0 && !self.pool_ready(req.template);
         let owner = owner_hash(req.owner);
-        let user_holder = match &req.idempotency {
-            Some(_) => Holder::Repeatable(&holder),
-            None => Holder::Unique(&holder),
+        let user_holder = if keyed {
+            Holder::Repeatable(&holder)
+        } else {
+            Holder::Unique(&holder)
         };
         let user_take =
             self.slots
