@@ -156,26 +156,39 @@ async fn by_resource(client: &kube::Client, prefix: &str, filter: &str) -> Vec<(
     let Ok(text) = client.request_text(req).await else {
         return Vec::new();
     };
-    let mut out: Vec<(String, u64)> = text
-        .lines()
-        .filter(|l| l.starts_with(prefix) && l.contains(filter))
-        .filter_map(|l| {
-            let mut resource = l
-                .split("resource=\"")
+    // A label's value on a metric line.
+    let label = |l: &str, name: &str| -> Option<String> {
+        Some(
+            l.split(&format!("{name}=\""))
                 .nth(1)?
                 .split('"')
                 .next()?
-                .to_string();
-            // Unless the filter picks one verb, each verb counts apart.
-            if !filter.contains("verb=")
-                && let Some(verb) = l.split("verb=\"").nth(1).and_then(|v| v.split('"').next())
-            {
-                resource = format!("{resource} {verb}");
+                .to_string(),
+        )
+    };
+    let mut sums = std::collections::BTreeMap::<String, u64>::new();
+    for l in text
+        .lines()
+        .filter(|l| l.starts_with(prefix) && l.contains(filter))
+    {
+        let Some(mut key) = label(l, "resource") else {
+            continue;
+        };
+        // Unless the filter picks one verb, each verb counts apart, and the requests
+        // refused (status 300 and up, e.g. a create that found its object) apart too.
+        if !filter.contains("verb=")
+            && let Some(verb) = label(l, "verb")
+        {
+            key = format!("{key} {verb}");
+            if let Some(code) = label(l, "code").filter(|c| c.as_str() >= "300") {
+                key = format!("{key} {code}");
             }
-            let n = l.rsplit(' ').next()?.parse::<f64>().ok()?;
-            Some((resource, n as u64))
-        })
-        .collect();
+        }
+        if let Some(n) = l.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()) {
+            *sums.entry(key).or_default() += n as u64;
+        }
+    }
+    let mut out: Vec<(String, u64)> = sums.into_iter().collect();
     out.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     out
 }
@@ -690,8 +703,8 @@ impl World {
                 let counts = by_resource(client, prefix, filter).await;
                 let shown: Vec<String> = counts
                     .iter()
-                    .take(16)
-                    .map(|(r, n)| format!("{r} {n}"))
+                    .take(24)
+                    .map(|(r, n)| format!("{r}: {n}"))
                     .collect();
                 eprintln!("{what} so far, by resource: {}", shown.join(", "));
             }

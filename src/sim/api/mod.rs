@@ -30,8 +30,9 @@ pub struct SimApi {
     /// Bumped to end every open watch.
     pub watch_epoch: tokio::sync::watch::Sender<u64>,
     pub bookmark_interval: Duration,
-    /// Requests served, by verb and resource, as `apiserver_request_total` counts them.
-    pub requests: std::sync::Mutex<std::collections::BTreeMap<(&'static str, String), u64>>,
+    /// Requests served, by verb, resource and status code, as `apiserver_request_total`
+    /// counts them (the code shows e.g. creates refused as AlreadyExists).
+    pub requests: std::sync::Mutex<std::collections::BTreeMap<(&'static str, String, u16), u64>>,
     /// Watches closed for falling behind the event log, by resource, as the API
     /// server's `apiserver_terminated_watchers_total` counts them: each costs its
     /// watcher a relist.
@@ -39,9 +40,9 @@ pub struct SimApi {
 }
 
 impl SimApi {
-    fn count(&self, verb: &'static str, resource: &str) {
+    fn count(&self, verb: &'static str, resource: &str, code: u16) {
         let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry((verb, resource.to_string())).or_default() += 1;
+        *m.entry((verb, resource.to_string(), code)).or_default() += 1;
     }
 
     fn terminated(&self, resource: &str) {
@@ -58,9 +59,9 @@ impl SimApi {
         let mut out = String::from(
             "# HELP apiserver_request_total Counter of apiserver requests broken out for each verb and resource.\n# TYPE apiserver_request_total counter\n",
         );
-        for ((verb, resource), n) in m.iter() {
+        for ((verb, resource, code), n) in m.iter() {
             out.push_str(&format!(
-                "apiserver_request_total{{resource=\"{resource}\",verb=\"{verb}\"}} {n}\n"
+                "apiserver_request_total{{code=\"{code}\",resource=\"{resource}\",verb=\"{verb}\"}} {n}\n"
             ));
         }
         drop(m);
@@ -229,15 +230,34 @@ pub async fn handle(
         Ok(t) => t,
         Err(e) => return error_response(&e),
     };
+    let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let verb = verb_of(&method, &target, watching);
+    let r = serve(
+        &api, &method, &target, &query, &headers, &body, &path, watching,
+    );
+    api.count(verb, &target.rt.plural, r.status().as_u16());
+    r
+}
+
+/// A request on a resource path, after faults and the target are settled.
+#[allow(clippy::too_many_arguments)]
+fn serve(
+    api: &Arc<SimApi>,
+    method: &Method,
+    target: &Target,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    path: &str,
+    watching: bool,
+) -> Response {
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let wants_table = accept.contains("as=Table");
     let meta_only = accept.contains("as=PartialObjectMetadata");
-    let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
-    api.count(verb_of(&method, &target, watching), &target.rt.plural);
-    let result = match (&method, &target.name) {
+    let result = match (method, &target.name) {
         (&Method::GET, None) if watching => {
             return watch::watch_response(&api, &target, &query, meta_only);
         }
