@@ -31,10 +31,16 @@ struct Data {
     cart: Arc<AtomicU64>,
 }
 
+/// A vcluster's apps, as started, and where each is served.
+struct Serving {
+    apps: Vec<App>,
+    running: Vec<Running>,
+}
+
 #[derive(Default)]
 pub struct StandIns {
     /// (host namespace, vcluster) -> its running apps.
-    apps: Mutex<HashMap<(String, String), Vec<Running>>>,
+    apps: Mutex<HashMap<(String, String), Serving>>,
     addresses: Mutex<HashMap<String, SocketAddr>>,
     data: Mutex<HashMap<(String, String), Data>>,
 }
@@ -52,6 +58,15 @@ impl StandIns {
             .unwrap_or_else(|p| p.into_inner())
             .get(&format!("{host}:{port}"))
             .copied()
+    }
+
+    /// The apps a vcluster runs, as they were started (None: not running).
+    pub fn running_apps(&self, ns: &str, vcluster: &str) -> Option<Vec<App>> {
+        self.apps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(ns.to_string(), vcluster.to_string()))
+            .map(|s| s.apps.clone())
     }
 
     pub fn running(&self, ns: &str, vcluster: &str) -> bool {
@@ -102,10 +117,13 @@ impl StandIns {
                 .insert(host.clone(), addr);
             started.push(Running { host, task });
         }
-        self.apps
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((ns.to_string(), vcluster.to_string()), started);
+        self.apps.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            (ns.to_string(), vcluster.to_string()),
+            Serving {
+                apps: apps.to_vec(),
+                running: started,
+            },
+        );
         Ok(())
     }
 
@@ -117,7 +135,7 @@ impl StandIns {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(ns.to_string(), vcluster.to_string()));
         let mut book = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
-        for r in gone.into_iter().flatten() {
+        for r in gone.into_iter().flat_map(|s| s.running) {
             book.remove(&r.host);
         }
     }

@@ -240,19 +240,28 @@ async fn reconcile(sts: Arc<VclusterSet>, ctx: Arc<Ctx>) -> Result<Action, Error
         create_if_absent(&secrets, &vc).await?;
         ctx.published.lock().unwrap().insert(key, uid);
     }
-    let config = secrets.get_opt(&format!("vc-config-{name}")).await?;
-    let restored = config
-        .as_ref()
-        .and_then(|c| c.annotations().get(RESTORED_FROM).cloned());
-    let generation: u64 = config
-        .as_ref()
-        .and_then(|c| c.annotations().get(RESTORES))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    let apps = restored
-        .and_then(|u| s.snapshots.get(&u))
-        .map(|snap| snap.apps)
-        .unwrap_or_default();
+    // Apps already running are the ones the config named when they started: a restore
+    // changes the config only while the vcluster's pod is down (and its apps stopped).
+    // Reading it again on each pass was a GET for each change of the StatefulSet.
+    let (apps, generation) = match s.apps.running_apps(&ns, &name) {
+        Some(apps) => (apps, None),
+        None => {
+            let config = secrets.get_opt(&format!("vc-config-{name}")).await?;
+            let annotation = |key: &str| {
+                config
+                    .as_ref()
+                    .and_then(|c| c.annotations().get(key).cloned())
+            };
+            let generation: u64 = annotation(RESTORES)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let apps = annotation(RESTORED_FROM)
+                .and_then(|u| s.snapshots.get(&u))
+                .map(|snap| snap.apps)
+                .unwrap_or_default();
+            (apps, Some(generation))
+        }
+    };
     let services: Api<Service> = Api::namespaced(s.client.clone(), &ns);
     for app in &apps {
         let host = host_service(app, &name);
@@ -285,7 +294,9 @@ async fn reconcile(sts: Arc<VclusterSet>, ctx: Arc<Ctx>) -> Result<Action, Error
             create_if_absent(&services, &svc).await?;
         }
     }
-    s.apps.start(&ns, &name, &apps, generation).await?;
+    if let Some(generation) = generation {
+        s.apps.start(&ns, &name, &apps, generation).await?;
+    }
     // Nothing to poll: a synced pod or Service deleted by hand triggers this again.
     // (It requeued every 10 s once: at 10,000 vclusters, 5,000 API calls a second
     // while nothing changed.)
