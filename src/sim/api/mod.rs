@@ -259,14 +259,12 @@ fn serve(
     let meta_only = accept.contains("as=PartialObjectMetadata");
     let result = match (method, &target.name) {
         (&Method::GET, None) if watching => {
-            return watch::watch_response(&api, &target, &query, meta_only);
+            return watch::watch_response(api, target, query, meta_only);
         }
-        (&Method::POST, Some(name)) if target.sub.as_deref() == Some("binding") => {
-            parse_body(&body)
-                .and_then(|b| writes::bind(&api.store, &target, name, &b))
-                .map(|(c, v)| (c, Answer::Value(v)))
-        }
-        (&Method::GET, None) => return list(&api.store, &target, &query, wants_table, meta_only),
+        (&Method::POST, Some(name)) if target.sub.as_deref() == Some("binding") => parse_body(body)
+            .and_then(|b| writes::bind(&api.store, target, name, &b))
+            .map(|(c, v)| (c, Answer::Value(v))),
+        (&Method::GET, None) => return list(&api.store, target, query, wants_table, meta_only),
         // The object as stored: its JSON was serialized when it was written, and is
         // sent as it is (no parse and serialize again: GETs are most of the requests).
         (&Method::GET, Some(name)) if !wants_table && !meta_only && target.sub.is_none() => {
@@ -280,33 +278,33 @@ fn serve(
                 Err(e) => error_response(&e),
             };
         }
-        (&Method::GET, Some(name)) => get(&api.store, &target, name, wants_table).map(|(c, v)| {
+        (&Method::GET, Some(name)) => get(&api.store, target, name, wants_table).map(|(c, v)| {
             if meta_only && c == 200 {
                 (c, Answer::Value(partial(&v)))
             } else {
                 (c, Answer::Value(v))
             }
         }),
-        (&Method::POST, None) => parse_body(&body).and_then(|mut obj| {
+        (&Method::POST, None) => parse_body(body).and_then(|mut obj| {
             super::fields::record(
                 None,
                 &mut obj,
                 None,
-                &manager(&query),
+                &manager(query),
                 &target.rt.api_version(),
             );
             api.store
                 .create(&target.rt, &target.ns, obj)
                 .map(|o| (201, Answer::Stored(o)))
         }),
-        (&Method::PUT, Some(name)) => parse_body(&body)
-            .and_then(|obj| writes::put(&api.store, &target, name, obj, &manager(&query))),
+        (&Method::PUT, Some(name)) => parse_body(body)
+            .and_then(|obj| writes::put(&api.store, target, name, obj, &manager(query))),
         (&Method::PATCH, Some(name)) => {
-            writes::patch(&api.store, &target, name, &headers, &body, &query)
+            writes::patch(&api.store, target, name, headers, body, query)
         }
-        (&Method::DELETE, Some(name)) => writes::delete(&api.store, &target, name, &body, &query)
+        (&Method::DELETE, Some(name)) => writes::delete(&api.store, target, name, body, query)
             .map(|(c, v)| (c, Answer::Value(v))),
-        (&Method::DELETE, None) => writes::delete_collection(&api.store, &target, &body, &query)
+        (&Method::DELETE, None) => writes::delete_collection(&api.store, target, body, query)
             .map(|(c, v)| (c, Answer::Value(v))),
         _ => Err(ApiError::new(
             405,
