@@ -6,8 +6,8 @@
 
 use super::snapshots::App;
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
 
@@ -48,6 +48,31 @@ pub struct StandIns {
 /// The host Service the syncer makes for an app (`<svc>-x-<vns>-x-<vcluster>`).
 pub fn host_service(app: &App, vcluster: &str) -> String {
     format!("{}-x-{}-x-{vcluster}", app.service, app.namespace)
+}
+
+/// Pod addresses handed out so far.
+static POD_ADDRESSES: AtomicU32 = AtomicU32::new(0);
+
+/// A listener for an app, at an address of its own, as each pod has its own IP: on
+/// Linux all of 127.0.0.0/8 is the loopback, and the app's own port is free there.
+/// (Each bind of port 0 on 127.0.0.1 searched the one port space the other apps and
+/// every connection share: at 10,000 demos, 4% of the simulation's CPU was the
+/// kernel's search.) A privileged port the process may not take: any port there.
+/// Elsewhere (only 127.0.0.1 is a loopback on macOS): any port on 127.0.0.1.
+async fn listen(port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    use tokio::net::TcpListener;
+    // In 127.64.0.1 onwards, 2^22 addresses before they come round again, from a
+    // place of each process's own (tests run side by side).
+    static FIRST: std::sync::LazyLock<u32> = std::sync::LazyLock::new(|| fastrand::u32(..));
+    let n = FIRST.wrapping_add(POD_ADDRESSES.fetch_add(1, Ordering::Relaxed)) % (1 << 22) + 1;
+    let ip = Ipv4Addr::new(127, 64 + (n >> 16) as u8, (n >> 8) as u8, n as u8);
+    match TcpListener::bind((ip, port)).await {
+        Ok(l) => Ok(l),
+        Err(_) => match TcpListener::bind((ip, 0)).await {
+            Ok(l) => Ok(l),
+            Err(_) => TcpListener::bind("127.0.0.1:0").await,
+        },
+    }
 }
 
 impl StandIns {
@@ -103,7 +128,7 @@ impl StandIns {
         };
         let mut started = Vec::new();
         for app in apps {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let listener = listen(app.port).await?;
             let addr = listener.local_addr()?;
             let host = format!("{}.{ns}.svc:{}", host_service(app, vcluster), app.port);
             let title = format!("{ns}/{vcluster}");
