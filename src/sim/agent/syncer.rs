@@ -129,7 +129,9 @@ impl Syncer {
         let apps = self.apps.clone();
         let published = Arc::new(Mutex::new(Published::new()));
         let was_published = published.clone();
-        tokio::spawn(async move {
+        // Part of this future, not a task of its own: it ends with the agent (a spawned
+        // one outlived it, with every stand-in app it held).
+        let prune = async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 apps.retain(|ns, name| {
@@ -141,7 +143,7 @@ impl Syncer {
                     .unwrap()
                     .retain(|(ns, name), _| sets.get(&ObjectRef::new(name).within(ns)).is_some());
             }
-        });
+        };
         let ctx = Arc::new(Ctx {
             syncer: self,
             vcluster_pods,
@@ -149,10 +151,10 @@ impl Syncer {
             services,
             published,
         });
-        controller
+        let run = controller
             .run(reconcile, error_policy, ctx)
-            .for_each(|_| async {})
-            .await;
+            .for_each(|_| async {});
+        futures::future::join(run, prune).await;
     }
 }
 
