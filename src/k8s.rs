@@ -37,14 +37,15 @@ pub fn replicas(sts: &k8s_openapi::api::apps::v1::StatefulSet) -> (i32, i32) {
 }
 
 /// Creates the object unless one of that name exists; either way the step is done.
-/// This is what makes every provisioning step safe to repeat after a crash.
-pub async fn create_if_absent<K>(api: &Api<K>, obj: &K) -> Result<(), kube::Error>
+/// This is what makes every provisioning step safe to repeat after a crash. True if
+/// this call made it, false if it was there already.
+pub async fn create_if_absent<K>(api: &Api<K>, obj: &K) -> Result<bool, kube::Error>
 where
     K: kube::Resource + Clone + Serialize,
 {
     match create_unread(api, obj).await {
-        Ok(()) => Ok(()),
-        Err(e) if is_already_exists(&e) => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if is_already_exists(&e) => Ok(false),
         Err(e) => Err(e),
     }
 }

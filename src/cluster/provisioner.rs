@@ -365,29 +365,22 @@ pub(super) async fn run_job(
         Some(JobState::Failed) | None => {}
     }
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    // Its input first: the Job's pod reads it as it starts.
+    // Its input first: the Job's pod reads it as it starts. True if this made the Job.
     let create = || async {
         if let Some(cm) = input {
             create_if_absent(&Api::namespaced(client.clone(), ns), cm).await?;
         }
-        create_unread(&jobs, job).await
+        create_if_absent(&jobs, job).await
     };
     // Not seen by the watch: almost always not made yet, so it is made outright and
     // read only if it was there after all (a restart, or a watch that lags). Reading
     // first cost a GET answered 404 for every demo (1 of some 40 requests a demo).
-    if seen.is_none() {
-        match create().await {
-            Ok(()) => return Ok(Outcome::InProgress),
-            Err(e) if is_already_exists(&e) => {}
-            Err(e) => return Err(e),
-        }
+    if seen.is_none() && create().await? {
+        return Ok(Outcome::InProgress);
     }
     let Some(job) = jobs.get_opt(&job.name_any()).await? else {
-        match create().await {
-            Ok(()) => {}
-            Err(e) if is_already_exists(&e) => {}
-            Err(e) => return Err(e),
-        }
+        // Not there: not made yet, or gone since the watch saw it.
+        create().await?;
         return Ok(Outcome::InProgress);
     };
     let job = Some(job);

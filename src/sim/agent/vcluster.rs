@@ -283,7 +283,7 @@ async fn objects(
     {
         let obj: K = from_json(v)?;
         let api = Api::<K>::namespaced(client.clone(), ns);
-        retrying(|| create_if_absent(&api, &obj)).await
+        retrying(|| create_if_absent(&api, &obj)).await.map(drop)
     }
     let labels = json!({"app": "vcluster", "release": name});
     for sa in [format!("vc-{name}"), format!("vc-workload-{name}")] {
