@@ -22,6 +22,10 @@ pub struct Kubelet {
     pub client: Client,
     pub node: String,
     pub snapshots: Arc<Snapshots>,
+    /// The start-up time of each pod starting now, by uid, as a kubelet knows what it
+    /// is starting: taken once (for a vcluster's pod it is read from its config
+    /// Secret) and dropped once the pod's outcome is written or it is deleted.
+    pub starting: std::sync::Mutex<std::collections::HashMap<String, Duration>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,8 +132,29 @@ impl Kubelet {
         .await;
     }
 
-    /// How long the pod's containers take to start (or, for a Job's pod, to run).
+    /// How long the pod's containers take to start (or, for a Job's pod, to run):
+    /// looked up once a pod.
     async fn startup_time(&self, pod: &Pod) -> Duration {
+        let uid = pod.uid().unwrap_or_default();
+        if let Some(t) = self.starting.lock().unwrap().get(&uid) {
+            return *t;
+        }
+        let t = self.look_up_startup_time(pod).await;
+        // Zero is written as the outcome at once: nothing to keep.
+        if !t.is_zero() {
+            self.starting.lock().unwrap().insert(uid, t);
+        }
+        t
+    }
+
+    /// Done with a pod's start: its outcome is written, or it is going.
+    fn started(&self, pod: &NodePod) {
+        if let Some(uid) = &pod.metadata.uid {
+            self.starting.lock().unwrap().remove(uid);
+        }
+    }
+
+    async fn look_up_startup_time(&self, pod: &Pod) -> Duration {
         let cmd = vcluster::command_line(pod);
         let restoring = vcluster::parse_create(&cmd)
             .and_then(|c| c.restore)
@@ -263,6 +288,7 @@ async fn reconcile(kept: Arc<NodePod>, k: Arc<Kubelet>) -> Result<Action, Error>
     let name = kept.name_any();
     let pods: Api<Pod> = Api::namespaced(k.client.clone(), &ns);
     if kept.metadata.deletion_timestamp.is_some() {
+        k.started(&kept);
         if kept.node.as_deref() == Some(k.node.as_str()) {
             // The containers have stopped: confirm the deletion, as the kubelet does.
             let dp = DeleteParams {
@@ -370,5 +396,6 @@ async fn reconcile(kept: Arc<NodePod>, k: Arc<Kubelet>) -> Result<Action, Error>
     }
     pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
         .await?;
+    k.started(&kept);
     Ok(Action::await_change())
 }

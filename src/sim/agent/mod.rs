@@ -48,6 +48,7 @@ impl Agent {
             client: client.clone(),
             node: node.to_string(),
             snapshots: snapshots.clone(),
+            starting: Default::default(),
         });
         kubelet.register().await?;
         let syncer = Arc::new(syncer::Syncer {
