@@ -216,6 +216,16 @@ fn syncer_running(pod: Option<&VclusterPod>, node: &str) -> bool {
     })
 }
 
+/// Whether a pass finds a vcluster's apps running or starts them.
+enum AppsAre {
+    Running,
+    /// Not running yet (just up, or up again after a restore): started as the
+    /// `generation`-th restore's apps.
+    ToStart {
+        generation: u64,
+    },
+}
+
 async fn reconcile(sts: Arc<VclusterSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let s = &ctx.syncer;
     let ns = sts.namespace().unwrap_or_default();
@@ -245,8 +255,8 @@ async fn reconcile(sts: Arc<VclusterSet>, ctx: Arc<Ctx>) -> Result<Action, Error
     // Apps already running are the ones the config named when they started: a restore
     // changes the config only while the vcluster's pod is down (and its apps stopped).
     // Reading it again on each pass was a GET for each change of the StatefulSet.
-    let (apps, generation) = match s.apps.running_apps(&ns, &name) {
-        Some(apps) => (apps, None),
+    let (apps, apps_are) = match s.apps.running_apps(&ns, &name) {
+        Some(apps) => (apps, AppsAre::Running),
         None => {
             let config = secrets.get_opt(&format!("vc-config-{name}")).await?;
             let annotation = |key: &str| {
@@ -261,7 +271,7 @@ async fn reconcile(sts: Arc<VclusterSet>, ctx: Arc<Ctx>) -> Result<Action, Error
                 .and_then(|u| s.snapshots.get(&u))
                 .map(|snap| snap.apps)
                 .unwrap_or_default();
-            (apps, Some(generation))
+            (apps, AppsAre::ToStart { generation })
         }
     };
     let services: Api<Service> = Api::namespaced(s.client.clone(), &ns);
@@ -296,7 +306,7 @@ async fn reconcile(sts: Arc<VclusterSet>, ctx: Arc<Ctx>) -> Result<Action, Error
             create_if_absent(&services, &svc).await?;
         }
     }
-    if let Some(generation) = generation {
+    if let AppsAre::ToStart { generation } = apps_are {
         s.apps.start(&ns, &name, &apps, generation).await?;
     }
     // Nothing to poll: a synced pod or Service deleted by hand triggers this again.
