@@ -4,25 +4,10 @@
 //! the node (the agent), as on a real cluster.
 
 use crate::sim::object::*;
-use crate::sim::store::{DeleteOptions, Part, Store};
+use crate::sim::store::{DeleteOptions, OwnedPod, Part, Phase, Store};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use std::time::Duration;
-
-fn phase(p: &Value) -> &str {
-    p.pointer("/status/phase")
-        .and_then(Value::as_str)
-        .unwrap_or("Pending")
-}
-
-fn ready(p: &Value) -> bool {
-    p.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-}
 
 fn time(v: Option<&Value>) -> Option<DateTime<Utc>> {
     v.and_then(Value::as_str)
@@ -31,7 +16,8 @@ fn time(v: Option<&Value>) -> Option<DateTime<Utc>> {
 }
 
 /// When a failed pod stopped.
-fn finished_at(p: &Value) -> Option<DateTime<Utc>> {
+fn finished_at(p: &OwnedPod) -> Option<DateTime<Utc>> {
+    let p = p.value();
     p.pointer("/status/containerStatuses/0/state/terminated/finishedAt")
         .and_then(|v| time(Some(v)))
         .or_else(|| time(p.pointer("/metadata/creationTimestamp")))
@@ -58,18 +44,24 @@ pub fn sync(store: &Store, ns: &str, name: &str) -> Option<Duration> {
         .into_iter()
         .flatten()
         .any(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True");
-    let succeeded = pods.iter().filter(|p| phase(p) == "Succeeded").count();
-    let failed = pods.iter().filter(|p| phase(p) == "Failed").count();
+    let succeeded = pods
+        .iter()
+        .filter(|p| p.state.phase == Phase::Succeeded)
+        .count();
+    let failed = pods
+        .iter()
+        .filter(|p| p.state.phase == Phase::Failed)
+        .count();
     let active: Vec<_> = pods
         .iter()
-        .filter(|p| !matches!(phase(p), "Succeeded" | "Failed") && !is_deleting(p))
+        .filter(|p| !p.state.finished() && !p.deleting)
         .collect();
     let now = Utc::now();
     let now_s = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let start = time(status.get("startTime")).unwrap_or(now);
     let mut next = json!({
         "active": active.len(), "succeeded": succeeded, "failed": failed,
-        "ready": active.iter().filter(|p| ready(p)).count(), "terminating": 0,
+        "ready": active.iter().filter(|p| p.state.ready).count(), "terminating": 0,
         "startTime": start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "uncountedTerminatedPods": {},
         "conditions": status["conditions"].clone(),
@@ -99,7 +91,7 @@ pub fn sync(store: &Store, ns: &str, name: &str) -> Option<Duration> {
         };
         if let Some((reason, message)) = failure {
             for p in &active {
-                let _ = store.delete(&pod_rt, ns, &meta(p, "name")?, &DeleteOptions::default());
+                let _ = store.delete(&pod_rt, ns, &p.name, &DeleteOptions::default());
             }
             next["active"] = json!(0);
             next["conditions"] = json!([
@@ -117,7 +109,7 @@ pub fn sync(store: &Store, ns: &str, name: &str) -> Option<Duration> {
             // After a failure, wait (1 s, doubling) before the next try.
             let last_failure = pods
                 .iter()
-                .filter(|p| phase(p) == "Failed")
+                .filter(|p| p.state.phase == Phase::Failed)
                 .filter_map(finished_at)
                 .max();
             let wait = chrono::Duration::seconds((1i64 << failed.saturating_sub(1).min(4)).min(10));

@@ -4,19 +4,13 @@
 //! the replica count, and counts ready pods into the status.
 
 use crate::sim::object::*;
-use crate::sim::store::{DeleteOptions, Part, Store};
+use crate::sim::store::{DeleteOptions, OwnedPod, Part, Store};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::Duration;
 
-fn ready(p: &Value) -> bool {
-    p.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-        && !is_deleting(p)
+fn ready(p: &OwnedPod) -> bool {
+    p.state.ready && !p.deleting
 }
 
 /// A core/v1 Event about an object, as controllers leave them (`kubectl describe`).
@@ -49,11 +43,11 @@ pub fn sync(store: &Store, ns: &str, name: &str) -> Option<Duration> {
     let spec = &sts["spec"];
     let want = spec["replicas"].as_u64().unwrap_or(1) as usize;
     let parallel = spec["podManagementPolicy"] == "Parallel";
-    let pods: HashMap<String, Value> = store
+    let pods: HashMap<String, OwnedPod> = store
         .lock()
         .pods_owned_by(ns, &uid)
         .into_iter()
-        .map(|p| (meta(&p, "name").unwrap_or_default(), p))
+        .map(|p| (p.name.clone(), p))
         .collect();
     let mut again = None;
     for i in 0..want {
@@ -78,11 +72,11 @@ pub fn sync(store: &Store, ns: &str, name: &str) -> Option<Duration> {
             .rsplit('-')
             .next()
             .and_then(|i| i.parse::<usize>().ok());
-        if index.is_some_and(|i| i >= want) && !is_deleting(p) {
+        if index.is_some_and(|i| i >= want) && !p.deleting {
             let _ = store.delete(&pod_rt, ns, pod_name, &DeleteOptions::default());
         }
     }
-    let live: Vec<_> = pods.values().filter(|p| !is_deleting(p)).collect();
+    let live: Vec<_> = pods.values().filter(|p| !p.deleting).collect();
     let ready_n = live.iter().filter(|p| ready(p)).count();
     let mut status = json!({"replicas": live.len(), "observedGeneration": sts["metadata"]["generation"],
         "collisionCount": 0, "currentRevision": format!("{name}-1"), "updateRevision": format!("{name}-1")});
