@@ -165,10 +165,7 @@ impl Kubelet {
                 .get(&url)
                 .map_or(Duration::ZERO, |s| s.restore_time);
         }
-        let labels = pod.labels();
-        if labels.get("app").map(String::as_str) == Some("vcluster")
-            && let Some(release) = labels.get("release")
-        {
+        if let Some(release) = vcluster_release(pod) {
             let secrets: Api<Secret> =
                 Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
             let from = secrets
@@ -188,6 +185,14 @@ impl Kubelet {
 fn error_policy(_pod: Arc<NodePod>, err: &Error, _k: Arc<Kubelet>) -> Action {
     tracing::debug!(error = %err, "agent: pod step failed; retrying");
     Action::requeue(Duration::from_millis(200 + fastrand::u64(..300)))
+}
+
+/// The vcluster whose own pod this is (labels `app=vcluster`, `release=NAME`).
+fn vcluster_release(pod: &Pod) -> Option<&str> {
+    let labels = pod.labels();
+    (labels.get("app").map(String::as_str) == Some("vcluster") && !is_job_pod(pod))
+        .then(|| labels.get("release").map(String::as_str))
+        .flatten()
 }
 
 fn is_job_pod(pod: &Pod) -> bool {
@@ -386,6 +391,11 @@ async fn reconcile(kept: Arc<NodePod>, k: Arc<Kubelet>) -> Result<Action, Error>
         json!({"status": {"phase": phase, "conditions": pod_conditions(false, Some("PodCompleted")),
             "containerStatuses": container_statuses(pod, &state, false)}})
     } else {
+        // A vcluster's container: its syncer publishes the kubeconfig as it starts,
+        // before the pod reports Ready.
+        if let Some(release) = vcluster_release(pod) {
+            super::syncer::publish_kubeconfig(&k.client, &ns, release).await?;
+        }
         let state = json!({"running": {"startedAt": t}});
         json!({"status": {"phase": "Running", "podIP": "127.0.0.1", "conditions": pod_conditions(true, None),
             "containerStatuses": container_statuses(pod, &state, true)}})

@@ -41,21 +41,45 @@ pub enum Error {
 
 pub const MANAGED_BY: &str = "vcluster.loft.sh/managed-by";
 
+/// The syncer's objects whose deletion its watches have shown and that it has not made
+/// again: (kind, namespace, name) → their vcluster.
+type Gone = HashMap<(&'static str, String, String), String>;
+
 /// What reconciling reads besides the API: the syncer's own objects as its watches
 /// last saw them, so that it creates only what is missing (it POSTed each one on every
-/// pass before, and at 10,000 demos most of its requests were refused creates), and
-/// the vclusters whose kubeconfig it has published.
-type Published = HashMap<(String, String), String>;
-
+/// pass before, and at 10,000 demos most of its requests were refused creates).
 struct Ctx {
     syncer: Arc<Syncer>,
     /// The vclusters' own pods, as far as `syncer_running` reads them.
     vcluster_pods: reflector::Store<VclusterPod>,
     pods: reflector::Store<PartialObjectMeta<Pod>>,
     services: reflector::Store<PartialObjectMeta<Service>>,
-    /// (namespace, name) → the StatefulSet's uid: a vcluster made again under the same
-    /// name publishes anew. Pruned with the vclusters that are gone.
-    published: Arc<Mutex<Published>>,
+    /// While a vcluster's apps run, an object its store lacks is made again only if
+    /// it is here: otherwise the watch has not shown this syncer's own create yet (a
+    /// pass that came soon after the one that made it created it again, refused:
+    /// half a refused create a demo). Pruned with the vclusters that are gone.
+    gone: Arc<Mutex<Gone>>,
+}
+
+/// What the syncer does as its container starts, before its readiness probe passes:
+/// publishes the vcluster's kubeconfig in Secret `vc-NAME` (one left from an earlier
+/// start is kept). So the Secret is there by the time the StatefulSet counts the pod
+/// ready, as with a real vcluster; published after, on the syncer's first pass, it
+/// was missing when showroom first looked for most demos (a GET answered 404, a
+/// progress write and a poll a demo).
+pub(super) async fn publish_kubeconfig(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Result<(), kube::Error> {
+    let kubeconfig = crate::sim::kubeconfig_yaml("https://localhost:8443");
+    let vc: Secret = serde_json::from_value(json!({
+        "metadata": {"name": format!("vc-{name}"), "labels": {"app": "vcluster", "release": name}},
+        "stringData": {"config": kubeconfig}}))
+    .map_err(kube::Error::SerdeError)?;
+    create_if_absent(&Api::namespaced(client.clone(), ns), &vc)
+        .await
+        .map(drop)
 }
 
 /// A metadata-only watch of the objects a syncer made, kept in `writer`; only their
@@ -64,10 +88,11 @@ struct Ctx {
 fn made<K>(
     api: Api<PartialObjectMeta<K>>,
     writer: reflector::store::Writer<PartialObjectMeta<K>>,
+    gone: Arc<Mutex<Gone>>,
 ) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    K: Send + Sync + 'static,
+    K: k8s_openapi::Resource + Send + Sync + 'static,
 {
     reflector::reflector(
         writer,
@@ -82,11 +107,30 @@ where
                 o.metadata = m;
             }),
     )
-    .filter_map(|event| async move {
-        match event {
-            Ok(watcher::Event::Delete(o)) => Some(Ok(o)),
-            Ok(_) => None,
-            Err(e) => Some(Err(e)),
+    .filter_map(move |event| {
+        let gone = gone.clone();
+        async move {
+            match event {
+                Ok(watcher::Event::Delete(o)) => {
+                    // Noted before the pass it triggers runs.
+                    if let (Some(ns), Some(vcluster)) = (
+                        o.metadata.namespace.clone(),
+                        o.metadata.labels.as_ref().and_then(|l| l.get(MANAGED_BY)),
+                    ) {
+                        gone.lock().unwrap().insert(
+                            (
+                                <K as k8s_openapi::Resource>::KIND,
+                                ns,
+                                o.metadata.name.clone().unwrap_or_default(),
+                            ),
+                            vcluster.clone(),
+                        );
+                    }
+                    Some(Ok(o))
+                }
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            }
         }
     })
 }
@@ -94,6 +138,7 @@ where
 impl Syncer {
     pub async fn run(self: Arc<Self>) {
         let c = self.client.clone();
+        let gone = Arc::new(Mutex::new(Gone::new()));
         let (pods, pod_writer) = reflector::store();
         let (services, service_writer) = reflector::store();
         let (vcluster_pods, vcluster_pod_writer) = reflector::store();
@@ -122,13 +167,18 @@ impl Syncer {
                 Some(ObjectRef::new(&release).within(&pod.namespace()?))
             },
         )
-        .watches_stream(made(Api::all(c.clone()), pod_writer), made_by::<Pod>)
-        .watches_stream(made(Api::all(c), service_writer), made_by::<Service>);
+        .watches_stream(
+            made(Api::all(c.clone()), pod_writer, gone.clone()),
+            made_by::<Pod>,
+        )
+        .watches_stream(
+            made(Api::all(c), service_writer, gone.clone()),
+            made_by::<Service>,
+        );
         // Apps of vclusters that no longer exist stop too (their namespace was deleted).
         let sets = controller.store();
         let apps = self.apps.clone();
-        let published = Arc::new(Mutex::new(Published::new()));
-        let was_published = published.clone();
+        let was_gone = gone.clone();
         // Part of this future, not a task of its own: it ends with the agent (a spawned
         // one outlived it, with every stand-in app it held).
         let prune = async move {
@@ -138,10 +188,9 @@ impl Syncer {
                     sets.get(&ObjectRef::new(name).within(ns))
                         .is_some_and(|s| s.metadata.deletion_timestamp.is_none())
                 });
-                was_published
-                    .lock()
-                    .unwrap()
-                    .retain(|(ns, name), _| sets.get(&ObjectRef::new(name).within(ns)).is_some());
+                was_gone.lock().unwrap().retain(|(_, ns, _), vcluster| {
+                    sets.get(&ObjectRef::new(vcluster).within(ns)).is_some()
+                });
             }
         };
         let ctx = Arc::new(Ctx {
@@ -149,12 +198,33 @@ impl Syncer {
             vcluster_pods,
             pods,
             services,
-            published,
+            gone,
         });
         let run = controller
             .run(reconcile, error_policy, ctx)
             .for_each(|_| async {});
         futures::future::join(run, prune).await;
+    }
+}
+
+impl Ctx {
+    /// Whether a pass makes one of its objects (`seen`: the watch's store has it).
+    /// Apps that start now get whatever is missing; while they run, only what was
+    /// deleted since (see `gone`).
+    fn to_make<K: k8s_openapi::Resource>(
+        &self,
+        apps_are: &AppsAre,
+        ns: &str,
+        name: &str,
+        seen: bool,
+    ) -> bool {
+        let key = (
+            <K as k8s_openapi::Resource>::KIND,
+            ns.to_string(),
+            name.to_string(),
+        );
+        let deleted = self.gone.lock().unwrap().remove(&key).is_some();
+        !seen && (deleted || matches!(apps_are, AppsAre::ToStart { .. }))
     }
 }
 
@@ -240,18 +310,6 @@ async fn reconcile(sts: Arc<VclusterSet>, ctx: Arc<Ctx>) -> Result<Action, Error
         return Ok(Action::await_change());
     }
     let secrets: Api<Secret> = Api::namespaced(s.client.clone(), &ns);
-    let labels = json!({"app": "vcluster", "release": name});
-    let kubeconfig = crate::sim::kubeconfig_yaml("https://localhost:8443");
-    let vc: Secret = serde_json::from_value(
-        json!({"metadata": {"name": format!("vc-{name}"), "labels": labels},
-        "stringData": {"config": kubeconfig}}),
-    )?;
-    let key = (ns.clone(), name.clone());
-    let uid = sts.uid().unwrap_or_default();
-    if ctx.published.lock().unwrap().get(&key) != Some(&uid) {
-        create_if_absent(&secrets, &vc).await?;
-        ctx.published.lock().unwrap().insert(key, uid);
-    }
     // Apps already running are the ones the config named when they started: a restore
     // changes the config only while the vcluster's pod is down (and its apps stopped).
     // Reading it again on each pass was a GET for each change of the StatefulSet.
@@ -285,24 +343,24 @@ async fn reconcile(sts: Arc<VclusterSet>, ctx: Arc<Ctx>) -> Result<Action, Error
                 "containers": [{"name": app.service, "image": "ghcr.io/showroom-demos/stand-in:1",
                     "ports": [{"containerPort": app.port, "protocol": "TCP"}]}]}}),
         )?;
-        // Only what the watch does not show: one deleted by hand is made again when
-        // its deletion arrives (the store has it by then).
-        if ctx
+        // Only what is missing: one deleted by hand is made again when its deletion
+        // arrives (the store has it by then).
+        let seen = ctx
             .pods
             .get(&ObjectRef::new(&pod.name_any()).within(&ns))
-            .is_none()
-        {
+            .is_some();
+        if ctx.to_make::<Pod>(&apps_are, &ns, &pod.name_any(), seen) {
             create_if_absent(&pods, &pod).await?;
         }
         let svc: Service = serde_json::from_value(
             json!({"metadata": {"name": host, "labels": {MANAGED_BY: name}},
             "spec": {"selector": labels, "ports": [{"name": "http", "port": app.port, "targetPort": app.port, "protocol": "TCP"}]}}),
         )?;
-        if ctx
+        let seen = ctx
             .services
             .get(&ObjectRef::new(&host).within(&ns))
-            .is_none()
-        {
+            .is_some();
+        if ctx.to_make::<Service>(&apps_are, &ns, &host, seen) {
             create_if_absent(&services, &svc).await?;
         }
     }
