@@ -1,8 +1,9 @@
 //! What a running vcluster's syncer does on the host, for each vcluster whose pod runs
-//! on this node: publishes the kubeconfig Secret `vc-NAME`, syncs the snapshot's apps
-//! as host pods labelled `vcluster.loft.sh/managed-by=NAME` and Services
-//! `<svc>-x-<vns>-x-NAME`, and serves each app (a stand-in page). When the vcluster's
-//! pod stops (paused or deleted), its apps stop too.
+//! on this node: syncs the snapshot's apps as host pods labelled
+//! `vcluster.loft.sh/managed-by=NAME` and Services `<svc>-x-<vns>-x-NAME`, and serves
+//! each app (a stand-in page). When the vcluster's pod stops (paused or deleted), its
+//! apps stop too. The kubeconfig Secret `vc-NAME` it publishes as its container starts
+//! (`publish_kubeconfig`, which the kubelet runs before it reports the pod Ready).
 
 use super::snapshots::Snapshots;
 use super::standin::{StandIns, host_service};
