@@ -314,6 +314,16 @@ impl State {
         plural: &str,
         ns: &'a str,
     ) -> impl Iterator<Item = &'a Stored> + 'a {
+        self.named_in(group, plural, ns).map(|(_, o)| o)
+    }
+
+    /// The same, with their names.
+    fn named_in<'a>(
+        &'a self,
+        group: &str,
+        plural: &str,
+        ns: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a Stored)> + 'a {
         let key: TypeKey = (group.to_string(), "v1".to_string(), plural.to_string());
         self.objects
             .get(&key)
@@ -333,15 +343,10 @@ impl State {
 
     /// The pods of a namespace that `uid` owns (not parsed).
     pub(super) fn pods_owned_by(&self, ns: &str, uid: &str) -> Vec<OwnedPod> {
-        let key: TypeKey = (String::new(), "v1".to_string(), "pods".to_string());
-        let Some(pods) = self.objects.get(&key) else {
-            return Vec::new();
-        };
-        pods.range((ns.to_string(), String::new())..)
-            .take_while(|((ons, _), _)| ons == ns)
+        self.named_in("", "pods", ns)
             .filter(|(_, o)| o.owners.iter().any(|u| &**u == uid))
-            .map(|((_, name), o)| OwnedPod {
-                name: name.clone(),
+            .map(|(name, o)| OwnedPod {
+                name: name.to_string(),
                 state: o.pod,
                 deleting: o.deleting,
                 json: o.json.clone(),
@@ -419,10 +424,13 @@ impl State {
 }
 
 /// The objects of one namespace: a range of the map, ordered by (namespace, name).
-fn in_namespace<'a>(m: &'a Objects, ns: &'a str) -> impl Iterator<Item = &'a Stored> + 'a {
+fn in_namespace<'a>(
+    m: &'a Objects,
+    ns: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a Stored)> + 'a {
     m.range((ns.to_string(), String::new())..)
         .take_while(move |((ons, _), _)| ons == ns)
-        .map(|(_, v)| v)
+        .map(|((_, name), v)| (name.as_str(), v))
 }
 
 /// How a DELETE asks for an object to go.
