@@ -63,6 +63,11 @@ async fn job_condition(tc: &TestCluster, ns: &str) -> Option<String> {
 
 async fn a_job_runs_vcluster_create_and_the_syncer_serves_the_app(mut tc: TestCluster) {
     let ns = tc.namespace().await;
+    // The vcluster container writes its kubeconfig Secret as it starts, before its pod
+    // reports Ready (as a real vcluster's syncer does): whoever sees the pod Ready
+    // finds the Secret. Looked at from before the pod exists, so that a Secret written
+    // only after Ready shows as missing here.
+    let first_ready = tokio::spawn(secret_when_first_ready(tc.client.clone(), ns.clone()));
     create_job(&tc, &ns, "vc1", "oci://example.test/snap/shop:1").await;
     let done = eventually(T, "the Job to finish", || job_condition(&tc, &ns)).await;
     let pods: Api<Pod> = Api::namespaced(tc.client.clone(), &ns);
@@ -115,11 +120,13 @@ async fn a_job_runs_vcluster_create_and_the_syncer_serves_the_app(mut tc: TestCl
         .get("data-vc1-0")
         .await
         .unwrap();
-    let secrets: Api<Secret> = Api::namespaced(tc.client.clone(), &ns);
-    eventually(T, "the syncer's kubeconfig Secret", || async {
-        secrets.get_opt("vc-vc1").await.ok()?.map(|_| ())
-    })
-    .await;
+    assert!(
+        tokio::time::timeout(T, first_ready)
+            .await
+            .expect("the vcluster pod Ready")
+            .unwrap(),
+        "the kubeconfig Secret vc-vc1 was missing when the vcluster pod first read Ready"
+    );
 
     // The synced app: a host pod and Service, and a page served for it.
     eventually(T, "the synced workload pod running", || async {
@@ -209,6 +216,26 @@ async fn a_failing_restore_fails_the_job_with_the_cli_message(mut tc: TestCluste
     );
     let sets: Api<StatefulSet> = Api::namespaced(tc.client.clone(), &ns);
     assert!(sets.get_opt("vc2").await.unwrap().is_none());
+}
+
+/// Whether the vcluster's kubeconfig Secret exists at the first look that finds its pod
+/// Ready (looks every 5 ms).
+async fn secret_when_first_ready(client: kube::Client, ns: String) -> bool {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client, &ns);
+    loop {
+        let ready = pods.get_opt("vc1-0").await.ok().flatten().is_some_and(|p| {
+            p.status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        });
+        if ready {
+            return secrets.get_opt("vc-vc1").await.ok().flatten().is_some();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// The stand-in app's page.
