@@ -168,18 +168,23 @@ pub async fn list_all(
     let demos = paged(ListParams::default().labels(&instance.selector()), |lp| {
         let api = demos_api.clone();
         async move { api.list(&lp).await }
-    })
-    .await?;
+    });
     // Every namespace, not only labelled ones: a lookalike is reported, never deleted.
     let ns_api = Api::<Namespace>::all(client.clone());
     let namespaces = paged(ListParams::default(), |lp| {
         let api = ns_api.clone();
         async move { api.list_metadata(&lp).await }
-    })
-    .await?
-    .iter()
-    .map(|n| Arc::new(Meta::of(&n.metadata)))
-    .collect();
+    });
+    // Both at once: the server writes one list's pages while this process reads the
+    // other's (one after the other, `showroom sweep` took 0.9 to 2.1 s at 10,000 demos
+    // on a slow day). The order never mattered for safety: a namespace made after the
+    // Demos were read looks orphaned either way, and the grace period and the checks
+    // made again before each deletion keep it.
+    let (demos, namespaces) = tokio::try_join!(demos, namespaces)?;
+    let namespaces = namespaces
+        .iter()
+        .map(|n| Arc::new(Meta::of(&n.metadata)))
+        .collect();
     Ok((demos, namespaces))
 }
 
