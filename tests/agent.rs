@@ -232,7 +232,13 @@ async fn secret_when_first_ready(client: kube::Client, ns: String) -> bool {
                 .any(|c| c.type_ == "Ready" && c.status == "True")
         });
         if ready {
-            return secrets.get_opt("vc-vc1").await.ok().flatten().is_some();
+            // An error of the API server says nothing of the Secret: ask again.
+            loop {
+                match secrets.get_opt("vc-vc1").await {
+                    Ok(found) => return found.is_some(),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
