@@ -79,6 +79,43 @@ fn csrf_of(body: &str) -> String {
     body[i..i + 64].to_string()
 }
 
+/// Every answer names its request: an id the ingress set is kept, else a new one is made
+/// (a UUID, never the same twice), so a prospect's report can be found in the logs.
+#[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    let tc = TestCluster::sim().await;
+    let app = start_showroom(&tc, test_config()).await;
+    let base = format!("http://{}", app.addr);
+    let id_of = |head: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix("x-request-id: "))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no x-request-id in {head}"))
+    };
+    let mut seen = std::collections::HashSet::new();
+    for path in [
+        "/livez",
+        "/s/no-such-token",
+        "/api/v1/nothing-here",
+        "/livez",
+    ] {
+        let (_, head, _) = raw("GET", &format!("{base}{path}"), None, None, None, "*/*").await;
+        let id = id_of(&head);
+        let parsed = uuid::Uuid::parse_str(&id).unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert_eq!(parsed.get_version_num(), 4, "{id}");
+        assert!(seen.insert(id.clone()), "{id} given twice");
+    }
+    let r = common::web::send(
+        "GET",
+        &format!("{base}/livez"),
+        &[("x-request-id", "from-the-ingress-42")],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(id_of(&r.head()), "from-the-ingress-42");
+}
+
 #[tokio::test]
 async fn pages_require_a_session_and_forms_require_the_csrf_token() {
     let tc = TestCluster::sim().await;
