@@ -337,7 +337,7 @@ fn print_scale(
         String::new(),
     );
     row(
-        "share landing page, requests/s at 50 concurrent",
+        "share landing page, requests/s at 50 concurrent (1 s rounds, in turn with nginx)",
         &|l| per_s(l.landing_rps),
         r(&|l| l.landing_rps),
         String::new(),

@@ -44,10 +44,6 @@ impl Outcome {
         let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
         v[i]
     }
-
-    pub fn per_second(&self) -> f64 {
-        self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
 }
 
 /// Runs the load on its own two threads, as oha or wrk would in their own process: the
