@@ -4,12 +4,14 @@
 mod common;
 
 use common::{TestCluster, eventually};
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Secret, Service};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
+use showroom::cluster::workloads::{JobState, Workloads};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
@@ -49,6 +51,23 @@ async fn create_job(tc: &TestCluster, ns: &str, vcluster: &str, snapshot: &str) 
         .unwrap();
 }
 
+/// showroom's Job watch (`cluster::workloads`) on `ns`, as its controller runs it.
+fn follow_jobs(tc: &TestCluster, ns: &str) -> Workloads {
+    let w = Workloads::default();
+    let stream = w.follow_jobs(Api::namespaced(tc.client.clone(), ns), "");
+    tokio::spawn(stream.for_each(|_| async {}));
+    w
+}
+
+/// Where that watch says the Job "create" stands, once it says `want`.
+async fn watch_says(w: &Workloads, ns: &str, want: JobState) {
+    let since = Some(jiff::Timestamp::UNIX_EPOCH);
+    eventually(T, &format!("the Job watch to say {want:?}"), || async {
+        (w.job(ns, "create", since) == Some(want)).then_some(())
+    })
+    .await;
+}
+
 async fn job_condition(tc: &TestCluster, ns: &str) -> Option<String> {
     let job = Api::<Job>::namespaced(tc.client.clone(), ns)
         .get("create")
@@ -68,8 +87,10 @@ async fn a_job_runs_vcluster_create_and_the_syncer_serves_the_app(mut tc: TestCl
     // finds the Secret. Looked at from before the pod exists, so that a Secret written
     // only after Ready shows as missing here.
     let first_ready = tokio::spawn(secret_when_first_ready(tc.client.clone(), ns.clone()));
+    let watch = follow_jobs(&tc, &ns);
     create_job(&tc, &ns, "vc1", "oci://example.test/snap/shop:1").await;
     let done = eventually(T, "the Job to finish", || job_condition(&tc, &ns)).await;
+    watch_says(&watch, &ns, JobState::Complete).await;
     let pods: Api<Pod> = Api::namespaced(tc.client.clone(), &ns);
     let seen = pods.list(&ListParams::default()).await.unwrap();
     assert_eq!(
@@ -190,9 +211,11 @@ async fn a_job_runs_vcluster_create_and_the_syncer_serves_the_app(mut tc: TestCl
 
 async fn a_failing_restore_fails_the_job_with_the_cli_message(mut tc: TestCluster) {
     let ns = tc.namespace().await;
+    let watch = follow_jobs(&tc, &ns);
     create_job(&tc, &ns, "vc2", "oci://example.test/snap/missing:1").await;
     let done = eventually(T, "the Job to finish", || job_condition(&tc, &ns)).await;
     assert_eq!(done, "Failed");
+    watch_says(&watch, &ns, JobState::Failed).await;
     let pods: Api<Pod> = Api::namespaced(tc.client.clone(), &ns);
     let pod = pods
         .list(&ListParams::default().labels("job-name=create"))
