@@ -24,18 +24,6 @@ pub fn is_conflict(e: &kube::Error) -> bool {
     status(e).is_some_and(|s| s.is_conflict() && !s.is_already_exists())
 }
 
-/// (wanted, ready) replicas of a StatefulSet; a missing spec count means 1, as in
-/// Kubernetes.
-pub fn replicas(sts: &k8s_openapi::api::apps::v1::StatefulSet) -> (i32, i32) {
-    let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let ready = sts
-        .status
-        .as_ref()
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0);
-    (want, ready)
-}
-
 /// Creates the object unless one of that name exists; either way the step is done.
 /// This is what makes every provisioning step safe to repeat after a crash. True if
 /// this call made it, false if it was there already.

@@ -59,6 +59,14 @@ fn follow_jobs(tc: &TestCluster, ns: &str) -> Workloads {
     w
 }
 
+/// showroom's watch of vcluster StatefulSets on `ns`, as its controller runs it.
+fn follow_vclusters(tc: &TestCluster, ns: &str) -> Workloads {
+    let w = Workloads::default();
+    let stream = w.follow_vclusters(Api::namespaced(tc.client.clone(), ns), "app=vcluster");
+    tokio::spawn(stream.for_each(|_| async {}));
+    w
+}
+
 /// Where that watch says the Job "create" stands, once it says `want`.
 async fn watch_says(w: &Workloads, ns: &str, want: JobState) {
     let since = Some(jiff::Timestamp::UNIX_EPOCH);
@@ -88,6 +96,7 @@ async fn a_job_runs_vcluster_create_and_the_syncer_serves_the_app(mut tc: TestCl
     // only after Ready shows as missing here.
     let first_ready = tokio::spawn(secret_when_first_ready(tc.client.clone(), ns.clone()));
     let watch = follow_jobs(&tc, &ns);
+    let vclusters = follow_vclusters(&tc, &ns);
     create_job(&tc, &ns, "vc1", "oci://example.test/snap/shop:1").await;
     let done = eventually(T, "the Job to finish", || job_condition(&tc, &ns)).await;
     watch_says(&watch, &ns, JobState::Complete).await;
@@ -126,6 +135,11 @@ async fn a_job_runs_vcluster_create_and_the_syncer_serves_the_app(mut tc: TestCl
     eventually(T, "the vcluster StatefulSet ready", || async {
         let s = sets.get_opt("vc1").await.ok()??;
         (s.status?.ready_replicas == Some(1)).then_some(())
+    })
+    .await;
+    eventually(T, "the vcluster watch to say vc1 is up", || async {
+        let since = Some(jiff::Timestamp::UNIX_EPOCH);
+        (vclusters.vcluster_up(&ns, "vc1", since) == Some(true)).then_some(())
     })
     .await;
     let sts = sets.get("vc1").await.unwrap();

@@ -71,6 +71,15 @@ pub async fn resume(client: &Client, ns: &str, name: &str) -> Result<(), kube::E
 
 /// Running with every wanted replica ready.
 pub fn is_ready(sts: &StatefulSet) -> bool {
-    let (want, ready) = crate::k8s::replicas(sts);
-    want > 0 && ready >= want
+    ready(
+        sts.spec.as_ref().and_then(|s| s.replicas),
+        sts.status.as_ref().and_then(|s| s.ready_replicas),
+    )
+}
+
+/// Running with every wanted replica ready, from the two counts (a missing spec count
+/// means 1, as in Kubernetes).
+pub fn ready(wanted: Option<i32>, ready: Option<i32>) -> bool {
+    let want = wanted.unwrap_or(1);
+    want > 0 && ready.unwrap_or(0) >= want
 }
