@@ -352,14 +352,19 @@ async fn prepare_namespace(
     Ok(Outcome::Ready)
 }
 
+/// What `run_job` runs: the Job and the ConfigMap it reads, if any.
+pub(super) type JobAndInput = (Job, Option<ConfigMap>);
+
 /// Runs a CLI Job to its end: Ready when it completed, Failed with the CLI's words.
-/// The Job (and `input`, the ConfigMap it reads) is created when it does not exist.
+/// The Job (and its input ConfigMap) is created when it does not exist.
 /// `seen`: where a watch last saw this Job (see `workloads`); else it is read.
+/// `make` builds them, only when they are to be made or read: a demo is reconciled
+/// many times while its Job runs, and building them on every pass took 5.7% of
+/// showroom's CPU while 500 demos started (perf), 2.2% now.
 pub(super) async fn run_job(
     client: &Client,
     ns: &str,
-    job: &Job,
-    input: Option<&ConfigMap>,
+    make: impl FnOnce() -> Result<JobAndInput, kube::Error>,
     seen: Option<JobState>,
     what: &str,
 ) -> Result<Outcome, kube::Error> {
@@ -369,6 +374,8 @@ pub(super) async fn run_job(
         // A failure is read: its message is in the Job.
         Some(JobState::Failed) | None => {}
     }
+    let (job, input) = make()?;
+    let (job, input) = (&job, input.as_ref());
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     // Its input first: the Job's pod reads it as it starts. True if this made the Job.
     let create = || async {
@@ -451,25 +458,14 @@ pub async fn reset_step(
 
 /// Runs a restoring Job (`vcluster create --restore` or `vcluster restore`) as the
 /// step "restore": None once it succeeded, else what the demo waits on (or failed of).
-/// `make` builds the Job and its input, only when they are to be made or read: a demo is
-/// reconciled many times while its Job runs: building them on every pass took 5.7% of
-/// showroom's CPU while 500 demos started (perf), 2.2% now.
 async fn restore_step(
     client: &Client,
     ns: &str,
-    make: impl FnOnce() -> Result<(Job, Option<ConfigMap>), kube::Error>,
+    make: impl FnOnce() -> Result<JobAndInput, kube::Error>,
     seen: Option<JobState>,
     p: &mut Progress,
 ) -> Result<Option<Outcome>, kube::Error> {
-    let outcome = match seen {
-        Some(JobState::Running) => Outcome::InProgress,
-        Some(JobState::Complete) => Outcome::Ready,
-        Some(JobState::Failed) | None => {
-            let (job, input) = make()?;
-            run_job(client, ns, &job, input.as_ref(), seen, "restore").await?
-        }
-    };
-    match outcome {
+    match run_job(client, ns, make, seen, "restore").await? {
         Outcome::Failed(msg) => {
             p.failed("restore", &msg);
             Ok(Some(Outcome::Failed(msg)))

@@ -21,7 +21,6 @@ use crate::domain::template::{Catalogue, SavedTemplate, Template, TemplateError}
 use crate::k8s::{is_already_exists, is_not_found};
 use chrono::Utc;
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -377,13 +376,11 @@ async fn reconcile(dt: Arc<DemoTemplate>, s: Arc<Saver>) -> Result<Action, kube:
         return give_up(&s, &api, &dt, &demo, msg).await;
     }
     let (ns, vc) = (namespace_of(&demo), vcluster_of(&demo));
-    let job: Job = job_object(
-        &demo,
-        &template,
-        &job_name(&name),
-        snapshot_args(&vc, &ns, &template.snapshot),
-    )?;
-    match run_job(client, &ns, &job, None, None, "snapshot").await? {
+    let make = || {
+        let args = snapshot_args(&vc, &ns, &template.snapshot);
+        Ok((job_object(&demo, &template, &job_name(&name), args)?, None))
+    };
+    match run_job(client, &ns, make, None, "snapshot").await? {
         Outcome::Failed(msg) => return give_up(&s, &api, &dt, &demo, msg).await,
         Outcome::InProgress => return Ok(Action::requeue(POLL)),
         Outcome::Ready => {}

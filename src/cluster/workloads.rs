@@ -52,7 +52,6 @@ impl JobState {
 #[derive(Clone, Debug, Deserialize)]
 pub struct JobView {
     metadata: ObjectMeta,
-    #[serde(default)]
     status: Option<JobStatusView>,
 }
 
