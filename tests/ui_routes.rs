@@ -840,6 +840,12 @@ async fn nothing_the_demo_writes_steers_where_the_link_proxy_connects(tc: TestCl
     // name another address, and a Service turned into a pointer elsewhere.
     let services: Api<Service> = Api::namespaced(tc.client.clone(), &name);
     let svc = format!("storefront-x-shop-x-{name}");
+    // Ready means the vcluster is up; its syncer makes the app's Service on its own
+    // time after that (a real one does too), so the test waits for it.
+    eventually(T, "the synced entrypoint Service", || async {
+        services.get_opt(&svc).await.ok().flatten()
+    })
+    .await;
     services
         .patch(
             &svc,
