@@ -374,28 +374,17 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
     let template = ctx.catalogue.get(&demo.spec.template);
     let template = template.as_deref();
     let status = demo.status.clone().unwrap_or_default();
-    if status.phase.is_none() {
-        // First sight: start the lease.
-        let created = lease::created_at(&demo);
-        let progress = Progress::from(&[], now()).steps;
-        let written = patch_status(client, &name, json!({
+    // First sight: the lease starts, and the demo is Provisioning. These fields ride
+    // on the first provisioning write below rather than a write and a pass of their
+    // own (one PATCH, one watch event and one reconcile fewer a demo).
+    let first_sight = status.phase.is_none().then(|| {
+        json!({
             "phase": "Provisioning", "phaseSince": now(), "namespace": name, "vcluster": name,
-            "lastActivity": created, "expiresAt": lease::expires_at(&demo), "progress": progress,
+            "lastActivity": lease::created_at(&demo), "expiresAt": lease::expires_at(&demo),
             "message": "starting", "conditions": ready_condition("Provisioning", "starting"),
-        }))
-        .await?;
-        ctx.event(
-            &demo,
-            false,
-            "Provisioning",
-            format!(
-                "creating vcluster {name} from template {}",
-                demo.spec.template
-            ),
-        );
-        return Ok(ctx.again_once_seen(&written).await);
-    }
-    if status.expires_at != Some(lease::expires_at(&demo)) {
+        })
+    });
+    if first_sight.is_none() && status.expires_at != Some(lease::expires_at(&demo)) {
         patch_status(
             client,
             &name,
@@ -510,8 +499,10 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
                 Ok(o) => o,
                 Err(e) => {
                     // Keep what progressed before the error, then retry.
-                    if progress.steps != status.progress {
-                        patch_status(client, &name, json!({"progress": progress.steps})).await?;
+                    if first_sight.is_some() || progress.steps != status.progress {
+                        let fields = json!({"progress": progress.steps});
+                        patch_status(client, &name, with_first_sight(&first_sight, fields)).await?;
+                        provisioning_began(&ctx, &demo, &first_sight);
                     }
                     return Err(e.into());
                 }
@@ -522,22 +513,24 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
                         "provisioning: {}",
                         progress.current().unwrap_or("finishing")
                     );
-                    if progress.steps != status.progress
+                    if first_sight.is_some()
+                        || progress.steps != status.progress
                         || status.message.as_deref() != Some(&message)
                     {
-                        let written = patch_status(
-                            client,
-                            &name,
-                            json!({"progress": progress.steps, "message": message}),
-                        )
-                        .await?;
+                        let fields = json!({"progress": progress.steps, "message": message});
+                        let written =
+                            patch_status(client, &name, with_first_sight(&first_sight, fields))
+                                .await?;
+                        provisioning_began(&ctx, &demo, &first_sight);
                         ctx.until_seen(&written).await;
                     }
                     Ok(requeue_at(decision.next, Some(poll_while(&progress))))
                 }
                 Outcome::Failed(msg) => {
+                    let fields = json!({"progress": progress.steps});
+                    patch_status(client, &name, with_first_sight(&first_sight, fields)).await?;
+                    provisioning_began(&ctx, &demo, &first_sight);
                     ctx.event(&demo, true, "Failed", msg.clone());
-                    patch_status(client, &name, json!({"progress": progress.steps})).await?;
                     ctx.metrics
                         .lifecycle_actions
                         .get_or_create(&label("action", "fail"))
@@ -550,11 +543,13 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
                     let t = now();
                     let took = (t - lease::created_at(&demo)).num_milliseconds() as f64 / 1000.0;
                     ctx.metrics.provisioning_seconds.observe(took.max(0.0));
-                    let written = patch_status(client, &name, json!({
+                    let fields = json!({
                         "phase": "Ready", "phaseSince": t, "readyAt": t, "progress": progress.steps,
                         "message": "ready", "conditions": ready_condition("Ready", "ready"),
-                    }))
-                    .await?;
+                    });
+                    let written =
+                        patch_status(client, &name, with_first_sight(&first_sight, fields)).await?;
+                    provisioning_began(&ctx, &demo, &first_sight);
                     tracing::info!(demo = %name, seconds = took, "demo ready");
                     ctx.event(&demo, false, "Ready", format!("ready after {took:.1}s"));
                     Ok(ctx.again_once_seen(&written).await)
@@ -651,6 +646,38 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
             reset(&ctx, &demo, t, &status).await
         }
         Phase::Deleting => Ok(Action::requeue(POLL)),
+    }
+}
+
+/// A status write with the first-sight fields under it (the write's own win: a demo
+/// found Ready on its first pass is Ready, not Provisioning).
+fn with_first_sight(
+    first_sight: &Option<serde_json::Value>,
+    fields: serde_json::Value,
+) -> serde_json::Value {
+    let Some(serde_json::Value::Object(first)) = first_sight else {
+        return fields;
+    };
+    let mut merged = first.clone();
+    if let serde_json::Value::Object(fields) = fields {
+        merged.extend(fields);
+    }
+    serde_json::Value::Object(merged)
+}
+
+/// The "Provisioning" event, once the first-sight fields are written.
+fn provisioning_began(ctx: &Context, demo: &Demo, first_sight: &Option<serde_json::Value>) {
+    if first_sight.is_some() {
+        ctx.event(
+            demo,
+            false,
+            "Provisioning",
+            format!(
+                "creating vcluster {} from template {}",
+                demo.name_any(),
+                demo.spec.template
+            ),
+        );
     }
 }
 
