@@ -16,7 +16,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct Kubelet {
     pub client: Client,
@@ -24,8 +24,35 @@ pub struct Kubelet {
     pub snapshots: Arc<Snapshots>,
     /// The start-up time of each pod starting now, by uid, as a kubelet knows what it
     /// is starting: taken once (for a vcluster's pod it is read from its config
-    /// Secret) and dropped once the pod's outcome is written or it is deleted.
-    pub starting: std::sync::Mutex<std::collections::HashMap<String, Duration>>,
+    /// Secret) and dropped once the pod's outcome is written or it is deleted. A pod
+    /// removed at once (grace period 0) is never reconciled again, so entries also
+    /// lapse a while after their start-up time (see `Starting::insert`).
+    pub starting: std::sync::Mutex<Starting>,
+}
+
+/// The start-up times of the pods starting now, by uid, each with when it was looked
+/// up.
+#[derive(Default)]
+pub struct Starting(std::collections::HashMap<String, (Duration, Instant)>);
+
+/// How long past its start-up time an entry is kept: a pod still starting then has
+/// its time looked up again, which gives the same answer.
+const STARTING_LAPSES_AFTER: Duration = Duration::from_secs(300);
+
+impl Starting {
+    fn get(&self, uid: &str) -> Option<Duration> {
+        self.0.get(uid).map(|(needed, _)| *needed)
+    }
+    /// Keeps `needed` for `uid`, and lets go of the entries that have lapsed.
+    fn insert(&mut self, uid: String, needed: Duration, now: Instant) {
+        self.0.retain(|_, (needed, since)| {
+            now.saturating_duration_since(*since) < *needed + STARTING_LAPSES_AFTER
+        });
+        self.0.insert(uid, (needed, now));
+    }
+    fn remove(&mut self, uid: &str) {
+        self.0.remove(uid);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,12 +164,12 @@ impl Kubelet {
     async fn startup_time(&self, pod: &Pod) -> Duration {
         let uid = pod.uid().unwrap_or_default();
         if let Some(t) = self.starting.lock().unwrap().get(&uid) {
-            return *t;
+            return t;
         }
         let t = self.look_up_startup_time(pod).await;
         // Zero is written as the outcome at once: nothing to keep.
         if !t.is_zero() {
-            self.starting.lock().unwrap().insert(uid, t);
+            self.starting.lock().unwrap().insert(uid, t, Instant::now());
         }
         t
     }
@@ -408,4 +435,35 @@ async fn reconcile(kept: Arc<NodePod>, k: Arc<Kubelet>) -> Result<Action, Error>
         .await?;
     k.started(&kept);
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starting_entries_lapse_after_their_start_up_time() {
+        let t0 = Instant::now();
+        let mut s = Starting::default();
+        s.insert("a".into(), Duration::from_secs(10), t0);
+        s.insert("b".into(), Duration::from_secs(60), t0);
+        // Within a's time and grace: both kept.
+        s.insert(
+            "c".into(),
+            Duration::from_secs(1),
+            t0 + Duration::from_secs(309),
+        );
+        assert_eq!(s.get("a"), Some(Duration::from_secs(10)));
+        // Past a's time and grace, within b's: a lapses (its pod went unseen).
+        s.insert(
+            "d".into(),
+            Duration::from_secs(1),
+            t0 + Duration::from_secs(311),
+        );
+        assert_eq!(s.get("a"), None);
+        assert_eq!(s.get("b"), Some(Duration::from_secs(60)));
+        assert_eq!(s.get("c"), Some(Duration::from_secs(1)));
+        s.remove("b");
+        assert_eq!(s.get("b"), None);
+    }
 }
