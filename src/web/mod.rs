@@ -228,22 +228,29 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed on this endpoint",
             )
         })
-        .layer(middleware::from_fn_with_state(state.clone(), count_errors))
-        // Requests for a share link's own host go to the demo, not to showroom's pages.
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            proxy::by_host,
-        ))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            panic_response,
-        ))
-        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
-        // A request id for every request (kept if the ingress set one), echoed back.
-        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
-        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
-            RequestIds::new(),
-        ))
+        // One stack, outermost first, applied to each route once: a `.layer` call per
+        // middleware wrapped every route again in a boxed service, cloned and boxed
+        // again on every request (7 times on the share landing page).
+        .layer(
+            tower::ServiceBuilder::new()
+                // A request id for every request (kept if the ingress set one), echoed back.
+                .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+                    RequestIds::new(),
+                ))
+                .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+                .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                    panic_response,
+                ))
+                .layer(DefaultBodyLimit::max(BODY_LIMIT))
+                // Requests for a share link's own host go to the demo, not to showroom's
+                // pages.
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    proxy::by_host,
+                ))
+                .layer(middleware::from_fn_with_state(state.clone(), count_errors)),
+        )
         .with_state(state)
 }
 
