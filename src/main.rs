@@ -591,6 +591,20 @@ async fn dev(
         }));
     }
     let running = app::start(client, catalogue, Arc::new(users), cfg).await?;
+    // dev.json and the printed URL say "ready to use": a start before the caches have
+    // synced is refused (503, "showroom is not ready"), so they wait for that first.
+    let synced = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while !running.state.ready.is_ready() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    if synced.is_err() {
+        eprintln!(
+            "showroom is not ready yet: {} (see /readyz)",
+            running.state.ready.why()
+        );
+    }
     let url = format!("http://{}", running.addr);
     let info = serde_json::json!({
         "url": url, "salesToken": sales_token, "adminToken": admin_token,

@@ -48,6 +48,11 @@ async fn showroom_dev_serves_the_api_and_kubectl_sees_demos() {
         info["adminToken"].is_string() && info["kubeconfig"].is_string(),
         "{info}"
     );
+    // dev.json is written once showroom is ready: a start at once is not refused.
+    let (code, r) = try_http("GET", &format!("{url}/readyz"), None, None, &[])
+        .await
+        .expect("an answer from /readyz");
+    assert_eq!(code, 200, "ready when dev.json is written: {r}");
     let (code, t) = http(
         "GET",
         &format!("{url}/api/v1/templates"),
