@@ -19,6 +19,7 @@ scenarios!(
     whole_life_start_ready_sleep_wake_idle_delete,
     delete_goes_through_deleting_and_removes_the_namespace,
     a_demo_made_with_kubectl_gets_the_finalizer_and_is_cleaned_up,
+    a_demo_made_while_no_controller_ran_is_provisioned_not_timed_out,
     max_lifetime_deletes_and_extension_is_bounded,
     a_failing_restore_ends_in_failed_and_leaves_nothing_behind,
     idempotency_key_and_per_user_limit,
@@ -190,6 +191,45 @@ async fn a_demo_made_with_kubectl_gets_the_finalizer_and_is_cleaned_up(tc: TestC
         !namespace_exists(&tc, name).await,
         "the Demo is released only once its namespace is gone"
     );
+    app.stop().await;
+}
+
+/// A Demo made while showroom was down (a restart, an upgrade) for longer than its
+/// template's provision timeout: the timeout counts from when showroom takes it up,
+/// so it is provisioned, not failed on first sight.
+async fn a_demo_made_while_no_controller_ran_is_provisioned_not_timed_out(tc: TestCluster) {
+    use showroom::cluster::crd::INSTANCE_LABEL;
+    const TIMEOUT: u64 = 20;
+    let mut late = template("late", "oci://example.test/snap/shop:1", "");
+    late.lifecycle.provision_timeout = Some(chrono::Duration::seconds(TIMEOUT as i64));
+    let name = "demo-madewhiledown1";
+    let demo: Demo = serde_json::from_value(serde_json::json!({
+        "apiVersion": "showroom.dev/v1alpha1", "kind": "Demo",
+        "metadata": {"name": name, "labels": {INSTANCE_LABEL: tc.instance.name(),
+            "showroom.dev/owner-hash": showroom::cluster::crd::owner_hash("alice")}},
+        "spec": {"template": "late", "owner": "alice", "desiredState": "Running",
+            "lifecycle": {"sleepAfterIdle": "30m", "deleteAfterIdle": "24h", "maxLifetime": "72h"}}
+    }))
+    .unwrap();
+    showroom::app::install_crd(&tc.client).await.unwrap();
+    let api = Api::<Demo>::all(tc.client.clone());
+    // Until the API server serves the new CRD.
+    eventually(T, "the Demo made", || async {
+        api.create(&Default::default(), &demo).await.ok()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(TIMEOUT + 1)).await;
+    let app = start_showroom_full(&tc, test_config(), test_users(), catalogue_of(vec![late])).await;
+    let alice = Client::new(&app, SALES);
+    let phase = eventually(T, "Ready or Failed", || async {
+        alice
+            .phase(name)
+            .await
+            .filter(|p| p == "Ready" || p == "Failed")
+    })
+    .await;
+    let (_, v) = alice.get(&format!("/api/v1/demos/{name}")).await;
+    assert_eq!(phase, "Ready", "{v}");
     app.stop().await;
 }
 

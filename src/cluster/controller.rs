@@ -393,7 +393,7 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
         .await?;
     }
 
-    let mut decision = decide(&lease::facts(&demo), &lease::policy(&demo, template), now());
+    let mut decision = decide(&facts_of(&demo), &lease::policy(&demo, template), now());
     let mut demo = demo;
     if decision.action != LifecycleAction::Nothing {
         // The cache may lag behind our own last write (or another replica's); decide
@@ -404,11 +404,7 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
         if fresh.metadata.deletion_timestamp.is_some() {
             return Ok(ctx.again_once_seen(&Written::from(&fresh)).await);
         }
-        decision = decide(
-            &lease::facts(&fresh),
-            &lease::policy(&fresh, template),
-            now(),
-        );
+        decision = decide(&facts_of(&fresh), &lease::policy(&fresh, template), now());
         demo = Arc::new(fresh);
     }
     let status = demo.status.clone().unwrap_or_default();
@@ -476,6 +472,10 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
     match phase {
         Phase::Pending | Phase::Provisioning => {
             let Some(t) = template else {
+                if first_sight.is_some() {
+                    // Its lease and namespace on record before it fails, as for any demo.
+                    patch_status(client, &name, with_first_sight(&first_sight, json!({}))).await?;
+                }
                 actions::fail(
                     client,
                     &demo,
@@ -647,6 +647,19 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
         }
         Phase::Deleting => Ok(Action::requeue(POLL)),
     }
+}
+
+/// The lifecycle's facts as the controller decides on them. A demo not seen before is
+/// taken as Provisioning from now, as its first-sight write will say: its provision
+/// timeout counts from when the controller takes it up, so a demo created while no
+/// controller ran (a restart, an upgrade) is provisioned, not failed at once.
+fn facts_of(demo: &Demo) -> crate::domain::lifecycle::Facts {
+    let mut facts = lease::facts(demo);
+    if demo.status.as_ref().and_then(|s| s.phase).is_none() {
+        facts.phase = Phase::Provisioning;
+        facts.phase_since = now();
+    }
+    facts
 }
 
 /// A status write with the first-sight fields under it (the write's own win: a demo
