@@ -158,22 +158,29 @@ async fn delete_goes_through_deleting_and_removes_the_namespace(tc: TestCluster)
     app.stop().await;
 }
 
+/// A Demo as an admin would write it for kubectl: alice's, of `template`, in this
+/// installation, without the finalizer or any status.
+fn demo_made_by_hand(tc: &TestCluster, name: &str, template: &str) -> Demo {
+    use showroom::cluster::crd::{INSTANCE_LABEL, owner_hash};
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "showroom.dev/v1alpha1", "kind": "Demo",
+        "metadata": {"name": name, "labels": {INSTANCE_LABEL: tc.instance.name(),
+            "showroom.dev/owner-hash": owner_hash("alice")}},
+        "spec": {"template": template, "owner": "alice", "desiredState": "Running",
+            "lifecycle": {"sleepAfterIdle": "30m", "deleteAfterIdle": "24h", "maxLifetime": "72h"}}
+    }))
+    .unwrap()
+}
+
 /// A start makes its Demo with the controller's finalizer; one an admin makes by hand
 /// (kubectl apply, with the instance label) gets it from the controller, so that its
 /// deletion still waits for its namespace to go.
 async fn a_demo_made_with_kubectl_gets_the_finalizer_and_is_cleaned_up(tc: TestCluster) {
-    use showroom::cluster::crd::{FINALIZER, INSTANCE_LABEL};
+    use showroom::cluster::crd::FINALIZER;
     let app = start_showroom(&tc, test_config()).await;
     let alice = Client::new(&app, SALES);
     let name = "demo-byhand0001";
-    let demo: Demo = serde_json::from_value(serde_json::json!({
-        "apiVersion": "showroom.dev/v1alpha1", "kind": "Demo",
-        "metadata": {"name": name, "labels": {INSTANCE_LABEL: tc.instance.name(),
-            "showroom.dev/owner-hash": showroom::cluster::crd::owner_hash("alice")}},
-        "spec": {"template": "shop", "owner": "alice", "desiredState": "Running",
-            "lifecycle": {"sleepAfterIdle": "30m", "deleteAfterIdle": "24h", "maxLifetime": "72h"}}
-    }))
-    .unwrap();
+    let demo = demo_made_by_hand(&tc, name, "shop");
     let api = Api::<Demo>::all(tc.client.clone());
     let made = api.create(&Default::default(), &demo).await.unwrap();
     assert!(made.finalizers().is_empty(), "made without the finalizer");
@@ -198,19 +205,11 @@ async fn a_demo_made_with_kubectl_gets_the_finalizer_and_is_cleaned_up(tc: TestC
 /// template's provision timeout: the timeout counts from when showroom takes it up,
 /// so it is provisioned, not failed on first sight.
 async fn a_demo_made_while_no_controller_ran_is_provisioned_not_timed_out(tc: TestCluster) {
-    use showroom::cluster::crd::INSTANCE_LABEL;
     const TIMEOUT: u64 = 20;
     let mut late = template("late", "oci://example.test/snap/shop:1", "");
     late.lifecycle.provision_timeout = Some(chrono::Duration::seconds(TIMEOUT as i64));
     let name = "demo-madewhiledown1";
-    let demo: Demo = serde_json::from_value(serde_json::json!({
-        "apiVersion": "showroom.dev/v1alpha1", "kind": "Demo",
-        "metadata": {"name": name, "labels": {INSTANCE_LABEL: tc.instance.name(),
-            "showroom.dev/owner-hash": showroom::cluster::crd::owner_hash("alice")}},
-        "spec": {"template": "late", "owner": "alice", "desiredState": "Running",
-            "lifecycle": {"sleepAfterIdle": "30m", "deleteAfterIdle": "24h", "maxLifetime": "72h"}}
-    }))
-    .unwrap();
+    let demo = demo_made_by_hand(&tc, name, "late");
     showroom::app::install_crd(&tc.client).await.unwrap();
     let api = Api::<Demo>::all(tc.client.clone());
     // Until the API server serves the new CRD.

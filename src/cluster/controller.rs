@@ -374,17 +374,8 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
     let template = ctx.catalogue.get(&demo.spec.template);
     let template = template.as_deref();
     let status = demo.status.clone().unwrap_or_default();
-    // First sight: the lease starts, and the demo is Provisioning. These fields ride
-    // on the first provisioning write below rather than a write and a pass of their
-    // own (one PATCH, one watch event and one reconcile fewer a demo).
-    let first_sight = status.phase.is_none().then(|| {
-        json!({
-            "phase": "Provisioning", "phaseSince": now(), "namespace": name, "vcluster": name,
-            "lastActivity": lease::created_at(&demo), "expiresAt": lease::expires_at(&demo),
-            "message": "starting", "conditions": ready_condition("Provisioning", "starting"),
-        })
-    });
-    if first_sight.is_none() && status.expires_at != Some(lease::expires_at(&demo)) {
+    let first_sight = FirstSight::of(&demo);
+    if !first_sight.is_due() && status.expires_at != Some(lease::expires_at(&demo)) {
         patch_status(
             client,
             &name,
@@ -472,9 +463,9 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
     match phase {
         Phase::Pending | Phase::Provisioning => {
             let Some(t) = template else {
-                if first_sight.is_some() {
+                if first_sight.is_due() {
                     // Its lease and namespace on record before it fails, as for any demo.
-                    patch_status(client, &name, with_first_sight(&first_sight, json!({}))).await?;
+                    patch_status(client, &name, first_sight.under(json!({}))).await?;
                 }
                 actions::fail(
                     client,
@@ -499,10 +490,9 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
                 Ok(o) => o,
                 Err(e) => {
                     // Keep what progressed before the error, then retry.
-                    if first_sight.is_some() || progress.steps != status.progress {
+                    if first_sight.is_due() || progress.steps != status.progress {
                         let fields = json!({"progress": progress.steps});
-                        patch_status(client, &name, with_first_sight(&first_sight, fields)).await?;
-                        provisioning_began(&ctx, &demo, &first_sight);
+                        first_sight.write(&ctx, &demo, fields).await?;
                     }
                     return Err(e.into());
                 }
@@ -513,23 +503,19 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
                         "provisioning: {}",
                         progress.current().unwrap_or("finishing")
                     );
-                    if first_sight.is_some()
+                    if first_sight.is_due()
                         || progress.steps != status.progress
                         || status.message.as_deref() != Some(&message)
                     {
                         let fields = json!({"progress": progress.steps, "message": message});
-                        let written =
-                            patch_status(client, &name, with_first_sight(&first_sight, fields))
-                                .await?;
-                        provisioning_began(&ctx, &demo, &first_sight);
+                        let written = first_sight.write(&ctx, &demo, fields).await?;
                         ctx.until_seen(&written).await;
                     }
                     Ok(requeue_at(decision.next, Some(poll_while(&progress))))
                 }
                 Outcome::Failed(msg) => {
                     let fields = json!({"progress": progress.steps});
-                    patch_status(client, &name, with_first_sight(&first_sight, fields)).await?;
-                    provisioning_began(&ctx, &demo, &first_sight);
+                    first_sight.write(&ctx, &demo, fields).await?;
                     ctx.event(&demo, true, "Failed", msg.clone());
                     ctx.metrics
                         .lifecycle_actions
@@ -547,9 +533,7 @@ async fn reconcile(demo: Arc<Demo>, ctx: Arc<Context>) -> Result<Action, Error> 
                         "phase": "Ready", "phaseSince": t, "readyAt": t, "progress": progress.steps,
                         "message": "ready", "conditions": ready_condition("Ready", "ready"),
                     });
-                    let written =
-                        patch_status(client, &name, with_first_sight(&first_sight, fields)).await?;
-                    provisioning_began(&ctx, &demo, &first_sight);
+                    let written = first_sight.write(&ctx, &demo, fields).await?;
                     tracing::info!(demo = %name, seconds = took, "demo ready");
                     ctx.event(&demo, false, "Ready", format!("ready after {took:.1}s"));
                     Ok(ctx.again_once_seen(&written).await)
@@ -662,35 +646,65 @@ fn facts_of(demo: &Demo) -> crate::domain::lifecycle::Facts {
     facts
 }
 
-/// A status write with the first-sight fields under it (the write's own win: a demo
-/// found Ready on its first pass is Ready, not Provisioning).
-fn with_first_sight(
-    first_sight: &Option<serde_json::Value>,
-    fields: serde_json::Value,
-) -> serde_json::Value {
-    let Some(serde_json::Value::Object(first)) = first_sight else {
-        return fields;
-    };
-    let mut merged = first.clone();
-    if let serde_json::Value::Object(fields) = fields {
-        merged.extend(fields);
-    }
-    serde_json::Value::Object(merged)
-}
+/// A demo's first-sight status: phase Provisioning, its lease, namespace and vcluster.
+/// It rides on the demo's first provisioning write rather than a write and a pass of
+/// its own (one PATCH, one watch event and one reconcile fewer a demo).
+struct FirstSight(Option<serde_json::Map<String, serde_json::Value>>);
 
-/// The "Provisioning" event, once the first-sight fields are written.
-fn provisioning_began(ctx: &Context, demo: &Demo, first_sight: &Option<serde_json::Value>) {
-    if first_sight.is_some() {
-        ctx.event(
-            demo,
-            false,
-            "Provisioning",
-            format!(
-                "creating vcluster {} from template {}",
-                demo.name_any(),
-                demo.spec.template
-            ),
-        );
+impl FirstSight {
+    /// Due for a demo whose status has no phase yet.
+    fn of(demo: &Demo) -> Self {
+        let due = demo.status.as_ref().and_then(|s| s.phase).is_none();
+        FirstSight(due.then(|| {
+            json!({
+                "phase": "Provisioning", "phaseSince": now(), "namespace": demo.name_any(),
+                "vcluster": demo.name_any(), "lastActivity": lease::created_at(demo),
+                "expiresAt": lease::expires_at(demo), "message": "starting",
+                "conditions": ready_condition("Provisioning", "starting"),
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+        }))
+    }
+
+    fn is_due(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// `fields` with the first-sight fields under them, when due (the write's own win:
+    /// a demo found Ready on its first pass is Ready, not Provisioning).
+    fn under(&self, fields: serde_json::Value) -> serde_json::Value {
+        let (Some(first), serde_json::Value::Object(fields)) = (&self.0, &fields) else {
+            return fields;
+        };
+        let mut merged = first.clone();
+        merged.extend(fields.clone());
+        serde_json::Value::Object(merged)
+    }
+
+    /// Writes a provisioning status with the first-sight fields under it and, when
+    /// they were due, tells the demo's events that provisioning began.
+    async fn write(
+        &self,
+        ctx: &Context,
+        demo: &Demo,
+        fields: serde_json::Value,
+    ) -> Result<Written, kube::Error> {
+        let written = patch_status(&ctx.client, &demo.name_any(), self.under(fields)).await?;
+        if self.is_due() {
+            ctx.event(
+                demo,
+                false,
+                "Provisioning",
+                format!(
+                    "creating vcluster {} from template {}",
+                    demo.name_any(),
+                    demo.spec.template
+                ),
+            );
+        }
+        Ok(written)
     }
 }
 
